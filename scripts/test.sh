@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Every suite: native Rust tests, then the browser tests (headless Chromium driven by Playwright)
+# against a real hubspot-sim binary. Each runner prints its own closing lines.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+echo "== cargo test (native) =="
+cargo test --workspace --quiet 2>&1
+
+echo "== build the servers for the browser tests =="
+cargo build --quiet -p hubspot-sim
+
+echo "== node --test (headless Chromium) =="
+node --test --test-concurrency=1 tests/e2e/

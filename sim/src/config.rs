@@ -1,0 +1,113 @@
+//! Command-line flags and the switches of hubspot-behavior.md section 8.
+//!
+//! Every switch is a flag and a field of `GET/POST /__sim/config`. Where HubSpot's documentation
+//! leaves a choice, the default is the case that is harder on a client (the one that would create
+//! a duplicate contact or hide a failure).
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// `hubspot-sim --addr 127.0.0.1:0 --portal-id 1234567 --token T [switches]`
+#[derive(Debug, Clone, Parser)]
+#[command(name = "hubspot-sim", version, about = "An offline HubSpot for tests and demos")]
+pub struct Cli {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub addr: SocketAddr,
+    /// The HubSpot account ("hub id") the tracker script and the collector belong to.
+    #[arg(long, default_value_t = 1234567)]
+    pub portal_id: u64,
+    /// The private-app access token that API calls must carry as `Authorization: Bearer`.
+    #[arg(long, default_value = "pat-na1-sim-token")]
+    pub token: String,
+    #[command(flatten)]
+    pub switches: Switches,
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "true" | "on" | "1" | "yes" => Ok(true),
+        "false" | "off" | "0" | "no" => Ok(false),
+        _ => Err(format!("expected on/off (or true/false), got {s:?}")),
+    }
+}
+
+/// The behaviour switches. Flags take an optional value: `--old-email-kept` is `on`,
+/// `--merge-new-id=off` turns a default-on switch off.
+#[derive(Debug, Clone, Parser, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Switches {
+    /// Identify, `idProperty=email` and search also match `hs_additional_emails`.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "on", default_value = "off")]
+    pub secondary_email_lookup: bool,
+    /// After an email change the old email stays on the contact as a secondary email.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "on", default_value = "off")]
+    pub old_email_kept: bool,
+    /// 429 answers carry `Retry-After` (seconds); off leaves only the `X-HubSpot-RateLimit-*` headers.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "on", default_value = "off")]
+    pub retry_after: bool,
+    /// API calls allowed per rolling 10 seconds; 0 turns rate limiting off (also the search limit).
+    #[arg(long, default_value_t = 100)]
+    pub rate_limit: u32,
+    /// API calls allowed per day.
+    #[arg(long, default_value_t = 250_000)]
+    pub daily_limit: u32,
+    /// Search requests allowed per second (HubSpot: 4 per token), while rate limiting is on.
+    #[arg(long, default_value_t = 4)]
+    pub search_rate_limit: u32,
+    /// Milliseconds before a created or updated contact shows in search (HubSpot: about 10 s / 60 s).
+    #[arg(long, default_value_t = 0)]
+    pub search_lag_ms: u64,
+    /// A merge creates a new record id and both old ids resolve to it.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "on", default_value = "on")]
+    pub merge_new_id: bool,
+    /// `professional` or `starter` (visitor identification answers 403 on starter).
+    #[arg(long, default_value = "professional", value_parser = ["professional", "starter"])]
+    pub chat_tier: String,
+    /// The tracker shows a cookie banner and tracks nothing until the visitor accepts.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "on", default_value = "off")]
+    pub consent_banner: bool,
+    /// The tracker script also loads the chat widget (as a portal with chat enabled does).
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "on", default_value = "on")]
+    pub chat_widget: bool,
+}
+
+impl Default for Switches {
+    fn default() -> Self {
+        Switches::parse_from(["switches"])
+    }
+}
+
+impl Switches {
+    /// Checks values that clap checks on the command line but `/__sim/config` receives as JSON.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.chat_tier != "professional" && self.chat_tier != "starter" {
+            return Err(format!("chatTier must be \"professional\" or \"starter\", got {:?}", self.chat_tier));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_harder_cases() {
+        let s = Switches::default();
+        assert!(!s.secondary_email_lookup && !s.old_email_kept && !s.retry_after);
+        assert_eq!((s.rate_limit, s.search_lag_ms), (100, 0));
+        assert!(s.merge_new_id);
+        assert_eq!(s.chat_tier, "professional");
+    }
+
+    #[test]
+    fn flags_take_optional_values() {
+        let cli = Cli::parse_from(["x", "--old-email-kept", "--merge-new-id=off", "--rate-limit", "0"]);
+        assert!(cli.switches.old_email_kept);
+        assert!(!cli.switches.merge_new_id);
+        assert_eq!(cli.switches.rate_limit, 0);
+        assert!(Cli::try_parse_from(["x", "--merge-new-id=maybe"]).is_err());
+    }
+}
