@@ -125,6 +125,7 @@ test("cookies have HubSpot's formats, and __hssc counts once per page load", asy
     // An SPA page view does not count; a reload does.
     await p.evaluate(() => _hsq.push(["trackPageView"]));
     assert.equal((await jar()).__hssc.value.split(".")[1], "1");
+    await waitHits(sim.url, 2); // a navigation cancels an image hit still in flight
     await p.reload();
     await loaded(p);
     c = await jar();
@@ -196,6 +197,8 @@ test("doNotTrack stops every hit until it is lifted", async () => {
     await p.goto(url + "/");
     await loaded(p);
     await p.evaluate(() => _hsq.push(["trackPageView"]));
+    await waitHits(sim.url, 1);
+    await new Promise((r) => setTimeout(r, 200));
     await p.goto(url + "/plain");
     await loaded(p);
     await p.goto(url + "/track");

@@ -1,0 +1,244 @@
+//! Configuration from flags and the environment. A missing or malformed setting stops start-up
+//! with a message that names it; secrets never print (see [`Secret`]).
+
+use clap::{Args, Parser, Subcommand};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A secret value: `Debug` and `Display` print `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that sends or checks it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// `hsq-relay serve | init | sync FILE.csv`
+#[derive(Debug, Parser)]
+#[command(name = "hsq-relay", version, about = "Identify visitors to HubSpot by a stable id; relay between app, page and HubSpot")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the relay API.
+    Serve(ServeArgs),
+    /// Create the unique contact property (default `hsq_user_id`) in HubSpot.
+    Init(HubSpotArgs),
+    /// Upsert users from a CSV file (`sub,email[,firstname,lastname]`) by the unique property.
+    Sync(SyncArgs),
+}
+
+/// How to reach HubSpot.
+#[derive(Debug, Clone, Args)]
+pub struct HubSpotArgs {
+    /// The private app's access token.
+    #[arg(long = "hubspot-access-token", env = "HUBSPOT_ACCESS_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub token: Secret,
+    /// HubSpot's API base URL (the simulator's in tests and the demo).
+    #[arg(long = "hubspot-api-base", env = "HUBSPOT_API_BASE", default_value = "https://api.hubapi.com", value_parser = parse_base)]
+    pub api_base: String,
+    /// The unique contact property that holds the app's user id.
+    #[arg(long = "id-property", env = "HSQ_ID_PROPERTY", default_value = "hsq_user_id", value_parser = parse_property)]
+    pub id_property: String,
+    /// HubSpot API calls allowed per 10 seconds (100 Free/Starter, 190 Professional/Enterprise).
+    /// The client adjusts to `X-HubSpot-RateLimit-Max` when HubSpot sends it.
+    #[arg(long = "hubspot-rate-limit", env = "HSQ_HUBSPOT_RATE_LIMIT", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: u32,
+    /// Timeout of one HubSpot call, in milliseconds.
+    #[arg(long = "hubspot-timeout-ms", env = "HSQ_HUBSPOT_TIMEOUT_MS", default_value_t = 5000)]
+    pub timeout_ms: u64,
+}
+
+impl HubSpotArgs {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.max(1))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConflictPolicy {
+    /// Mark the user `conflict` and leave it to an operator.
+    Flag,
+    /// Merge the other contact into the user's, when it is not linked to another user.
+    Merge,
+}
+
+/// `hsq-relay serve`
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub hubspot: HubSpotArgs,
+    /// Where to listen; port 0 picks a free port.
+    #[arg(long = "addr", env = "HSQ_ADDR", default_value = "127.0.0.1:8787")]
+    pub addr: SocketAddr,
+    /// Assertion keys, comma-separated `kid:secret`; each secret at least 32 bytes.
+    #[arg(long = "assertion-secrets", env = "HSQ_ASSERTION_SECRETS", hide_env_values = true, value_parser = parse_keys)]
+    pub assertion_secrets: Keys,
+    /// Bearer token for the server-to-server API (`/v1/users`).
+    #[arg(long = "admin-token", env = "HSQ_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_admin_token)]
+    pub admin_token: Secret,
+    /// The SQLite file.
+    #[arg(long = "db", env = "HSQ_DB", default_value = "hsq-relay.db")]
+    pub db: PathBuf,
+    /// Origins allowed to call the page API cross-origin, comma-separated (none: same origin only).
+    #[arg(long = "allowed-origins", env = "HSQ_ALLOWED_ORIGINS", default_value = "", value_parser = parse_origins)]
+    pub allowed_origins: Origins,
+    /// How long a confirmed email is leased to a page, in seconds.
+    #[arg(long = "lease-secs", env = "HSQ_LEASE_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    pub lease_secs: u64,
+    /// How long a ticket may be cached by the page, in seconds.
+    #[arg(long = "ticket-secs", env = "HSQ_TICKET_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=3_600))]
+    pub ticket_secs: u64,
+    /// How long a contact read from HubSpot is trusted before it is read again, in seconds.
+    #[arg(long = "cache-secs", env = "HSQ_CACHE_SECS", default_value_t = 300)]
+    pub cache_secs: u64,
+    /// Hand out HubSpot visitor identification tokens for the chat widget.
+    #[arg(long = "chat", env = "HSQ_CHAT", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub chat: bool,
+    /// What to do when another contact already holds a user's new email.
+    #[arg(long = "conflict-policy", env = "HSQ_CONFLICT_POLICY", value_enum, default_value = "flag")]
+    pub conflict_policy: ConflictPolicy,
+    /// Identity requests allowed per second from one client address (0: no limit).
+    #[arg(long = "rate-limit-per-ip", env = "HSQ_RATE_LIMIT_PER_IP", default_value_t = 20)]
+    pub rate_limit_per_ip: u32,
+}
+
+/// Assertion keys by `kid`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Keys(pub Vec<(String, Secret)>);
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(k, _)| format!("{k}:[redacted]"))).finish()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origins(pub Vec<String>);
+
+/// `hsq-relay sync FILE.csv`
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub hubspot: HubSpotArgs,
+    /// The CSV file: a header line, then `sub,email[,firstname,lastname]`.
+    pub file: PathBuf,
+    /// The SQLite file that remembers progress, so an interrupted sync resumes.
+    #[arg(long = "db", env = "HSQ_DB", default_value = "hsq-relay.db")]
+    pub db: PathBuf,
+    /// Don't draw the progress bar (logs print progress lines instead).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    if s.trim().is_empty() {
+        return Err("is empty".into());
+    }
+    Ok(Secret::new(s.trim()))
+}
+
+fn parse_admin_token(s: &str) -> Result<Secret, String> {
+    if s.trim().len() < 16 {
+        return Err("must be at least 16 characters".into());
+    }
+    Ok(Secret::new(s.trim()))
+}
+
+fn parse_base(s: &str) -> Result<String, String> {
+    let s = s.trim().trim_end_matches('/');
+    if !(s.starts_with("http://") || s.starts_with("https://")) || s.len() < 10 {
+        return Err(format!("{s:?} is not an http(s) URL"));
+    }
+    Ok(s.to_string())
+}
+
+fn parse_property(s: &str) -> Result<String, String> {
+    let ok = s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok { Ok(s.to_string()) } else { Err(format!("{s:?} is not a HubSpot property name (lowercase letters, digits, _)")) }
+}
+
+/// `kid:secret,kid:secret`, each secret at least 32 bytes, kids unique.
+pub fn parse_keys(s: &str) -> Result<Keys, String> {
+    let mut keys = Vec::new();
+    for (i, part) in s.split(',').map(str::trim).filter(|p| !p.is_empty()).enumerate() {
+        let Some((kid, secret)) = part.split_once(':') else {
+            return Err(format!("entry {} is not `kid:secret`", i + 1));
+        };
+        if kid.is_empty() {
+            return Err(format!("entry {} has an empty kid", i + 1));
+        }
+        if secret.len() < 32 {
+            return Err(format!("the secret of kid {kid:?} is {} bytes; at least 32 are required", secret.len()));
+        }
+        if keys.iter().any(|(k, _)| k == kid) {
+            return Err(format!("kid {kid:?} appears twice"));
+        }
+        keys.push((kid.to_string(), Secret::new(secret)));
+    }
+    if keys.is_empty() {
+        return Err("no keys: expected `kid:secret[,kid:secret]`".into());
+    }
+    Ok(Keys(keys))
+}
+
+fn parse_origins(s: &str) -> Result<Origins, String> {
+    let mut out = Vec::new();
+    for o in s.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let o = o.trim_end_matches('/');
+        if !(o.starts_with("http://") || o.starts_with("https://")) || o[8..].contains('/') {
+            return Err(format!("{o:?} is not an origin like https://app.example.com"));
+        }
+        out.push(o.to_string());
+    }
+    Ok(Origins(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_and_name_what_is_wrong() {
+        let k = parse_keys("a:0123456789abcdef0123456789abcdef, b:0123456789abcdef0123456789abcdefXX").unwrap();
+        assert_eq!(k.0.len(), 2);
+        assert!(!format!("{k:?}").contains("0123"), "Debug never shows a secret");
+        assert!(parse_keys("a:short").unwrap_err().contains("at least 32"));
+        assert!(parse_keys("nocolon").unwrap_err().contains("kid:secret"));
+        assert!(parse_keys("a:0123456789abcdef0123456789abcdef,a:0123456789abcdef0123456789abcdef").unwrap_err().contains("twice"));
+        assert!(parse_keys("").is_err());
+    }
+
+    #[test]
+    fn origins_and_base_urls_are_checked() {
+        assert_eq!(parse_origins("https://a.io, http://127.0.0.1:3000/").unwrap().0, vec!["https://a.io", "http://127.0.0.1:3000"]);
+        assert!(parse_origins("a.io").is_err());
+        assert!(parse_origins("https://a.io/path").is_err());
+        assert_eq!(parse_base("http://127.0.0.1:9/").unwrap(), "http://127.0.0.1:9");
+        assert!(parse_base("ftp://x").is_err());
+    }
+
+    #[test]
+    fn a_missing_setting_is_named() {
+        let err = Cli::try_parse_from(["hsq-relay", "serve", "--hubspot-access-token", "t"]).unwrap_err().to_string();
+        assert!(err.contains("--assertion-secrets") || err.contains("HSQ_ASSERTION_SECRETS"), "{err}");
+    }
+}
