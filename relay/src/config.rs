@@ -115,8 +115,11 @@ pub struct ServeArgs {
     /// What to do when another contact already holds a user's new email.
     #[arg(long = "conflict-policy", env = "HSQ_CONFLICT_POLICY", value_enum, default_value = "flag")]
     pub conflict_policy: ConflictPolicy,
+    /// How long a page's request may spend on HubSpot (retries included), in milliseconds.
+    #[arg(long = "hubspot-budget-ms", env = "HSQ_HUBSPOT_BUDGET_MS", default_value_t = 2500)]
+    pub hubspot_budget_ms: u64,
     /// Identity requests allowed per second from one client address (0: no limit).
-    #[arg(long = "rate-limit-per-ip", env = "HSQ_RATE_LIMIT_PER_IP", default_value_t = 20)]
+    #[arg(long = "rate-limit-per-ip", env = "HSQ_RATE_LIMIT_PER_IP", default_value_t = 50)]
     pub rate_limit_per_ip: u32,
 }
 

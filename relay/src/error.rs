@@ -1,0 +1,67 @@
+//! The relay's one error type, answered as `{"error": "<code>", "message": "..."}`.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed; the message names what is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: the assertion (or admin token) is missing, bad or expired.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 404
+    #[error("{0}")]
+    NotFound(String),
+    /// 413: the body is over the limit.
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// 429: this client sends too fast; retry after the given seconds.
+    #[error("too many requests; retry in {0} s")]
+    RateLimited(u64),
+    /// 503: HubSpot cannot be called now; retry after the given seconds.
+    #[error("HubSpot is unavailable; retry in {0} s")]
+    Unavailable(u64),
+    /// 500: logged in full, answered with a generic message.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        ApiError::Internal(anyhow::Error::new(e).context("store"))
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, retry) = match &self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", None),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
+            ApiError::RateLimited(s) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", Some(*s)),
+            ApiError::Unavailable(s) => (StatusCode::SERVICE_UNAVAILABLE, "hubspot_unavailable", Some(*s)),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+        };
+        let message = match &self {
+            ApiError::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                "internal error; see the relay's log".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut res = (status, Json(json!({ "error": code, "message": message }))).into_response();
+        if let Some(s) = retry {
+            if let Ok(v) = HeaderValue::from_str(&s.max(1).to_string()) {
+                res.headers_mut().insert("retry-after", v);
+            }
+        }
+        res
+    }
+}

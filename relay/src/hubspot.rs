@@ -1,0 +1,467 @@
+//! The one HubSpot client every call goes through: a rate limiter fed by HubSpot's
+//! `X-HubSpot-RateLimit-*` headers, backoff for 429/5xx/timeouts (`Retry-After` when present), and
+//! reads of different users coalesced into `batch/read` calls of up to 100.
+
+use crate::config::{HubSpotArgs, Secret};
+use crate::metrics::Metrics;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// HubSpot's rate-limit window.
+const INTERVAL: Duration = Duration::from_secs(10);
+/// Our window entries outlive HubSpot's by this much, so clock and network skew don't cost 429s.
+const MARGIN: Duration = Duration::from_millis(150);
+/// Inputs per batch call.
+pub const BATCH_MAX: usize = 100;
+/// How long the batcher waits for more reads to join a batch.
+const BATCH_WINDOW: Duration = Duration::from_millis(3);
+
+/// A contact as the relay needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub id: String,
+    pub email: Option<String>,
+    /// The value of the unique id property (the app's user id it is linked to).
+    pub sub: Option<String>,
+}
+
+/// Why a HubSpot call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HubSpotError {
+    /// HubSpot answered with an error status.
+    #[error("HubSpot answered {status}: {message}")]
+    Status { status: u16, category: Option<String>, message: String },
+    /// The call could not be made or timed out, after retries.
+    #[error("HubSpot could not be reached: {0}")]
+    Unreachable(String),
+    /// The rate limit would make this call wait past its deadline.
+    #[error("HubSpot's rate limit leaves no room before the deadline; retry in {0:?}")]
+    Busy(Duration),
+}
+
+impl HubSpotError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HubSpotError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+    /// The id in HubSpot's "Contact already exists. Existing ID: N" conflict message.
+    pub fn existing_id(&self) -> Option<String> {
+        match self {
+            HubSpotError::Status { status: 409, message, .. } => {
+                message.rsplit("Existing ID: ").next().filter(|_| message.contains("Existing ID: ")).map(|s| s.trim().trim_end_matches('.').to_string())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// How hard to try.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub attempts: u32,
+    /// Give up (with `Busy` or the last error) rather than wait past this.
+    pub deadline: Option<Instant>,
+}
+
+impl Retry {
+    /// For a page waiting on the answer: a few attempts inside `budget`.
+    pub fn interactive(budget: Duration) -> Self {
+        Retry { attempts: 4, deadline: Some(Instant::now() + budget) }
+    }
+    /// For background work (outbox, sync): patient.
+    pub fn background() -> Self {
+        Retry { attempts: 8, deadline: None }
+    }
+}
+
+#[derive(Debug)]
+struct Limiter {
+    max: usize,
+    sent: VecDeque<Instant>,
+    blocked_until: Option<Instant>,
+    /// 429s in a row, for the pause when HubSpot sends no `Retry-After`.
+    strikes: u32,
+}
+
+impl Limiter {
+    /// The time to wait before a call may go, or None: it may go now (and is counted).
+    fn try_take(&mut self, now: Instant) -> Option<Duration> {
+        while self.sent.front().is_some_and(|t| *t + INTERVAL + MARGIN <= now) {
+            self.sent.pop_front();
+        }
+        if let Some(b) = self.blocked_until.filter(|b| *b > now) {
+            return Some(b - now);
+        }
+        if self.sent.len() >= self.max {
+            return Some(self.sent.front().map(|t| *t + INTERVAL + MARGIN - now).unwrap_or(INTERVAL));
+        }
+        self.sent.push_back(now);
+        None
+    }
+
+    /// HubSpot says how many calls its window has left: when that is fewer than ours, count the
+    /// difference as spent now.
+    fn observe(&mut self, max: Option<usize>, remaining: Option<usize>, now: Instant) {
+        if let Some(m) = max.filter(|m| *m > 0) {
+            self.max = m;
+        }
+        if let Some(r) = remaining {
+            let ours = self.max.saturating_sub(self.sent.len());
+            for _ in r..ours {
+                self.sent.push_back(now);
+            }
+        }
+    }
+}
+
+struct ReadRequest {
+    id_property: String,
+    value: String,
+    reply: oneshot::Sender<Result<Option<Contact>, HubSpotError>>,
+}
+
+/// The HubSpot client. Cheap to clone.
+#[derive(Clone)]
+pub struct HubSpot {
+    inner: Arc<Inner>,
+    reads: mpsc::UnboundedSender<ReadRequest>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: String,
+    token: Secret,
+    pub id_property: String,
+    limiter: Mutex<Limiter>,
+    metrics: Arc<Metrics>,
+    read_budget: Duration,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for HubSpot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubSpot").field("base", &self.inner.base).field("token", &self.inner.token).finish()
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    let ms = d.as_millis() as u64;
+    Duration::from_millis(ms / 2 + rand::random_range(0..=ms / 2 + 1))
+}
+
+fn header_num(h: &reqwest::header::HeaderMap, name: &str) -> Option<usize> {
+    h.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+impl HubSpot {
+    /// Builds the client; `read_budget` bounds how long a page's read may retry.
+    pub fn new(args: &HubSpotArgs, metrics: Arc<Metrics>, read_budget: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(args.timeout())
+            .connect_timeout(args.timeout().min(Duration::from_secs(3)))
+            .pool_max_idle_per_host(32)
+            .build()?;
+        let inner = Arc::new(Inner {
+            http,
+            base: args.api_base.clone(),
+            token: args.token.clone(),
+            id_property: args.id_property.clone(),
+            limiter: Mutex::new(Limiter { max: args.rate_limit as usize, sent: VecDeque::new(), blocked_until: None, strikes: 0 }),
+            metrics,
+            read_budget,
+            timeout: args.timeout(),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = HubSpot { inner, reads: tx };
+        tokio::spawn(client.clone().batch_reads(rx));
+        Ok(client)
+    }
+
+    pub fn id_property(&self) -> &str {
+        &self.inner.id_property
+    }
+
+    async fn take_slot(&self, deadline: Option<Instant>) -> Result<(), HubSpotError> {
+        loop {
+            let now = Instant::now();
+            let wait = self.inner.limiter.lock().unwrap_or_else(|e| e.into_inner()).try_take(now);
+            let Some(wait) = wait else { return Ok(()) };
+            if deadline.is_some_and(|d| now + wait > d) {
+                return Err(HubSpotError::Busy(wait));
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One HubSpot call with the limiter and retries. Answers the status and JSON body of a 2xx.
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>, retry: Retry) -> Result<(u16, Value), HubSpotError> {
+        let mut backoff = Duration::from_millis(200);
+        let mut last = HubSpotError::Unreachable("no attempt made".into());
+        for attempt in 1..=retry.attempts.max(1) {
+            self.take_slot(retry.deadline).await?;
+            let mut req = self
+                .inner
+                .http
+                .request(method.clone(), format!("{}{path}", self.inner.base))
+                .bearer_auth(self.inner.token.expose());
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            if let Some(d) = retry.deadline {
+                let left = d.saturating_duration_since(Instant::now()).max(Duration::from_millis(50));
+                req = req.timeout(left.min(self.inner.timeout));
+            }
+            let result = req.send().await;
+            let mut wait = jitter(backoff);
+            match result {
+                Err(e) => {
+                    self.inner.metrics.hubspot_call(if e.is_timeout() { "timeout" } else { "error" });
+                    last = HubSpotError::Unreachable(if e.is_timeout() { "timed out".into() } else { format!("{e}") });
+                }
+                Ok(res) => {
+                    let status = res.status();
+                    let headers = res.headers().clone();
+                    self.inner.limiter.lock().unwrap_or_else(|e| e.into_inner()).observe(
+                        header_num(&headers, "x-hubspot-ratelimit-max"),
+                        header_num(&headers, "x-hubspot-ratelimit-remaining"),
+                        Instant::now(),
+                    );
+                    self.inner.metrics.hubspot_call(status.as_str());
+                    let text = match res.text().await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            last = HubSpotError::Unreachable(format!("the answer broke off: {e}"));
+                            self.pause(attempt, retry, wait).await;
+                            continue;
+                        }
+                    };
+                    let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    if status.is_success() {
+                        self.inner.limiter.lock().unwrap_or_else(|e| e.into_inner()).strikes = 0;
+                        return Ok((status.as_u16(), json));
+                    }
+                    let err = HubSpotError::Status {
+                        status: status.as_u16(),
+                        category: json["category"].as_str().map(str::to_string),
+                        message: json["message"].as_str().map(str::to_string).unwrap_or_else(|| text.chars().take(300).collect()),
+                    };
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        // Retry-After when HubSpot sends it. Without it (HubSpot documents none), the 429
+                        // means calls we don't see share the limit: pause 250 ms, doubling per 429 in a row.
+                        let after = header_num(&headers, "retry-after").map(|s| Duration::from_secs(s as u64));
+                        let mut l = self.inner.limiter.lock().unwrap_or_else(|e| e.into_inner());
+                        l.strikes += 1;
+                        let pause = Duration::from_millis(250 << (l.strikes - 1).min(6));
+                        let until = Instant::now() + after.unwrap_or(pause);
+                        l.blocked_until = Some(l.blocked_until.map_or(until, |b| b.max(until)));
+                        wait = Duration::ZERO; // the limiter does the waiting
+                    } else if !status.is_server_error() {
+                        return Err(err);
+                    }
+                    last = err;
+                }
+            }
+            if attempt < retry.attempts {
+                if retry.deadline.is_some_and(|d| Instant::now() + wait > d) {
+                    break;
+                }
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        Err(last)
+    }
+
+    async fn pause(&self, attempt: u32, retry: Retry, wait: Duration) {
+        if attempt < retry.attempts && !retry.deadline.is_some_and(|d| Instant::now() + wait > d) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn contact_from(&self, v: &Value) -> Option<Contact> {
+        let id = v["id"].as_str()?.to_string();
+        let p = &v["properties"];
+        let text = |k: &str| p[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        Some(Contact { id, email: text("email").map(|e| e.to_ascii_lowercase()), sub: text(&self.inner.id_property) })
+    }
+
+    fn properties(&self) -> Vec<String> {
+        vec!["email".into(), self.inner.id_property.clone()]
+    }
+
+    /// Reads the contact whose `id_property` is `value` (`email` or the unique id property).
+    /// Concurrent reads are coalesced into `batch/read` calls; the same value is read once.
+    pub async fn read_by(&self, id_property: &str, value: &str) -> Result<Option<Contact>, HubSpotError> {
+        let (tx, rx) = oneshot::channel();
+        let req = ReadRequest { id_property: id_property.to_string(), value: value.to_string(), reply: tx };
+        if self.reads.send(req).is_err() {
+            return Err(HubSpotError::Unreachable("the read batcher stopped".into()));
+        }
+        rx.await.unwrap_or_else(|_| Err(HubSpotError::Unreachable("the read batcher dropped the read".into())))
+    }
+
+    async fn batch_reads(self, mut rx: mpsc::UnboundedReceiver<ReadRequest>) {
+        while let Some(first) = rx.recv().await {
+            let mut groups: HashMap<String, HashMap<String, Vec<oneshot::Sender<_>>>> = HashMap::new();
+            let mut count = 1;
+            let key = |r: &ReadRequest| if r.id_property == "email" { r.value.to_ascii_lowercase() } else { r.value.clone() };
+            groups.entry(first.id_property.clone()).or_default().entry(key(&first)).or_default().push(first.reply);
+            let until = Instant::now() + BATCH_WINDOW;
+            while count < BATCH_MAX {
+                match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(r)) => {
+                        let k = key(&r);
+                        let g = groups.entry(r.id_property.clone()).or_default();
+                        if !g.contains_key(&k) {
+                            count += 1;
+                        }
+                        g.entry(k).or_default().push(r.reply);
+                    }
+                    _ => break,
+                }
+            }
+            for (prop, waiting) in groups {
+                let me = self.clone();
+                tokio::spawn(async move { me.run_batch(prop, waiting).await });
+            }
+        }
+    }
+
+    async fn run_batch(&self, prop: String, waiting: HashMap<String, Vec<oneshot::Sender<Result<Option<Contact>, HubSpotError>>>>) {
+        let retry = Retry::interactive(self.inner.read_budget);
+        let result = if waiting.len() == 1 {
+            // One value: a plain GET is the same one call, and simpler for HubSpot's logs.
+            let value = waiting.keys().next().cloned().unwrap_or_default();
+            let path = format!(
+                "/crm/v3/objects/contacts/{}?idProperty={}&properties={}",
+                encode(&value),
+                encode(&prop),
+                self.properties().join(",")
+            );
+            match self.call(Method::GET, &path, None, retry).await {
+                Ok((_, v)) => Ok(self.contact_from(&v).into_iter().map(|c| (value.clone(), c)).collect::<HashMap<_, _>>()),
+                Err(HubSpotError::Status { status: 404, .. }) => Ok(HashMap::new()),
+                Err(e) => Err(e),
+            }
+        } else {
+            let inputs: Vec<Value> = waiting.keys().map(|v| json!({ "id": v })).collect();
+            let body = json!({ "idProperty": prop, "properties": self.properties(), "inputs": inputs });
+            match self.call(Method::POST, "/crm/v3/objects/contacts/batch/read", Some(&body), retry).await {
+                Ok((_, v)) => {
+                    let mut found = HashMap::new();
+                    for r in v["results"].as_array().into_iter().flatten() {
+                        if let Some(c) = self.contact_from(r) {
+                            let k = if prop == "email" { c.email.clone() } else { c.sub.clone() };
+                            if let Some(k) = k {
+                                found.insert(k, c);
+                            }
+                        }
+                    }
+                    Ok(found)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        for (value, replies) in waiting {
+            let answer = match &result {
+                Ok(found) => Ok(found.get(&value).cloned()),
+                Err(e) => Err(e.clone()),
+            };
+            for r in replies {
+                let _ = r.send(answer.clone());
+            }
+        }
+    }
+
+    /// Reads a contact by record id (merged ids resolve to the surviving record).
+    pub async fn read_id(&self, id: &str, retry: Retry) -> Result<Option<Contact>, HubSpotError> {
+        let path = format!("/crm/v3/objects/contacts/{}?properties={}", encode(id), self.properties().join(","));
+        match self.call(Method::GET, &path, None, retry).await {
+            Ok((_, v)) => Ok(self.contact_from(&v)),
+            Err(HubSpotError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a contact; a 409 comes back as `Status{409}` with the existing id in its message.
+    pub async fn create(&self, props: Value, retry: Retry) -> Result<Contact, HubSpotError> {
+        let (_, v) = self.call(Method::POST, "/crm/v3/objects/contacts", Some(&json!({ "properties": props })), retry).await?;
+        self.contact_from(&v).ok_or_else(|| HubSpotError::Unreachable("create answered without an id".into()))
+    }
+
+    /// Updates a contact by record id (never by email).
+    pub async fn update(&self, id: &str, props: Value, retry: Retry) -> Result<Contact, HubSpotError> {
+        let path = format!("/crm/v3/objects/contacts/{}", encode(id));
+        let (_, v) = self.call(Method::PATCH, &path, Some(&json!({ "properties": props })), retry).await?;
+        self.contact_from(&v).ok_or_else(|| HubSpotError::Unreachable("update answered without an id".into()))
+    }
+
+    /// Merges `other` into `primary`; answers the surviving record's id.
+    pub async fn merge(&self, primary: &str, other: &str, retry: Retry) -> Result<String, HubSpotError> {
+        let body = json!({ "primaryObjectId": primary, "objectIdToMerge": other });
+        let (_, v) = self.call(Method::POST, "/crm/v3/objects/contacts/merge", Some(&body), retry).await?;
+        Ok(v["id"].as_str().unwrap_or(primary).to_string())
+    }
+
+    /// A visitor identification token for the chat widget.
+    pub async fn chat_token(&self, email: &str, first: Option<&str>, last: Option<&str>, retry: Retry) -> Result<String, HubSpotError> {
+        let body = json!({ "email": email, "firstName": first, "lastName": last });
+        let (_, v) = self.call(Method::POST, "/visitor-identification/v3/tokens/create", Some(&body), retry).await?;
+        v["token"].as_str().map(str::to_string).ok_or_else(|| HubSpotError::Unreachable("no token in the answer".into()))
+    }
+}
+
+/// Percent-encodes a path segment or query value.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_spends_its_window_and_follows_hubspots_remaining_count() {
+        let now = Instant::now();
+        let mut l = Limiter { max: 3, sent: VecDeque::new(), blocked_until: None, strikes: 0 };
+        assert!(l.try_take(now).is_none() && l.try_take(now).is_none() && l.try_take(now).is_none());
+        let wait = l.try_take(now).expect("the window is full");
+        assert!(wait > INTERVAL && wait <= INTERVAL + MARGIN);
+        assert!(l.try_take(now + INTERVAL + MARGIN).is_none(), "the window rolls");
+
+        let mut l = Limiter { max: 10, sent: VecDeque::new(), blocked_until: None, strikes: 0 };
+        l.observe(Some(5), Some(1), now);
+        assert_eq!(l.max, 5);
+        assert!(l.try_take(now).is_none());
+        assert!(l.try_take(now).is_some(), "HubSpot said only one call was left");
+    }
+
+    #[test]
+    fn the_existing_id_is_read_from_hubspots_conflict_message() {
+        let e = HubSpotError::Status { status: 409, category: Some("CONFLICT".into()), message: "Contact already exists. Existing ID: 5101".into() };
+        assert_eq!(e.existing_id().as_deref(), Some("5101"));
+        let e = HubSpotError::Status { status: 409, category: None, message: "something else".into() };
+        assert_eq!(e.existing_id(), None);
+    }
+
+    #[test]
+    fn path_values_are_percent_encoded() {
+        assert_eq!(encode("a+b@x.io"), "a%2Bb%40x.io");
+        assert_eq!(encode("u_42"), "u_42");
+    }
+}

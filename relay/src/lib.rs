@@ -1,0 +1,91 @@
+//! `hsq-relay`: verifies the app's signed identity assertion, reads and updates HubSpot by contact
+//! id (never by email), and hands the page a ticket whose email is safe to send.
+//!
+//! `main.rs` is a thin CLI over this library; tests build an [`Application`] on port 0.
+#![deny(missing_debug_implementations)]
+
+pub mod assertion;
+pub mod config;
+pub mod error;
+pub mod hubspot;
+pub mod metrics;
+pub mod outbox;
+pub mod relay;
+pub mod routes;
+pub mod store;
+pub mod sync;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+use config::ServeArgs;
+use metrics::Metrics;
+use relay::Relay;
+use routes::{AppState, IpLimiter};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use store::SqliteStore;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// A relay bound to its port, ready to serve.
+#[derive(Debug)]
+pub struct Application {
+    pub addr: SocketAddr,
+    pub relay: Arc<Relay>,
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+}
+
+async fn count(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "other".into());
+    let res = next.run(req).await;
+    m.request(&route, res.status().as_u16());
+    res
+}
+
+/// The router for a relay (tests can drive it without a socket).
+pub fn app(relay: Arc<Relay>) -> axum::Router {
+    let config = relay.config.clone();
+    let origins: Vec<HeaderValue> = config.allowed_origins.0.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::POST, Method::DELETE])
+        .allow_headers([axum::http::header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600));
+    let state = AppState { limiter: Arc::new(IpLimiter::new(config.rate_limit_per_ip)), relay: relay.clone() };
+    routes::router()
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(relay.metrics.clone(), count))
+        .layer(axum::extract::DefaultBodyLimit::max(routes::BODY_LIMIT))
+        .layer(cors)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(15),
+        ))
+        .fallback(|| async { error::ApiError::NotFound("no such endpoint".into()) })
+}
+
+impl Application {
+    /// Opens the store, builds the HubSpot client, binds the listener and starts the outbox.
+    pub async fn build(config: ServeArgs) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let config = Arc::new(config);
+        let metrics = Arc::new(Metrics::default());
+        let store = SqliteStore::open(&config.db).with_context(|| format!("cannot open HSQ_DB {:?}", config.db))?;
+        let hubspot = hubspot::HubSpot::new(&config.hubspot, metrics.clone(), Duration::from_millis(config.hubspot_budget_ms))?;
+        let relay = Arc::new(Relay::new(Arc::new(store), hubspot, config.clone(), metrics));
+        let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on HSQ_ADDR {}", config.addr))?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(outbox::run(relay.clone()));
+        Ok(Application { addr, router: app(relay.clone()), relay, listener })
+    }
+
+    /// Serves until `stop` resolves, then finishes the requests in flight.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stop)
+            .await
+    }
+}

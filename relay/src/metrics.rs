@@ -1,0 +1,51 @@
+//! Counters for `/metrics` (Prometheus text format). Labels never carry secrets or user data.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    hubspot: Mutex<BTreeMap<String, u64>>,
+    states: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Metrics {
+    pub fn request(&self, route: &str, status: u16) {
+        *self.requests.lock().unwrap_or_else(|e| e.into_inner()).entry((route.to_string(), status)).or_default() += 1;
+    }
+
+    /// One HubSpot call, by status code (or `timeout` / `error`).
+    pub fn hubspot_call(&self, status: &str) {
+        *self.hubspot.lock().unwrap_or_else(|e| e.into_inner()).entry(status.to_string()).or_default() += 1;
+    }
+
+    pub fn ticket(&self, state: &'static str) {
+        *self.states.lock().unwrap_or_else(|e| e.into_inner()).entry(state).or_default() += 1;
+    }
+
+    /// Total HubSpot calls so far.
+    pub fn hubspot_total(&self) -> u64 {
+        self.hubspot.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
+    }
+
+    pub fn render(&self, outbox_depth: i64, live_leases: i64) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP hsq_requests_total Relay requests by route and status.\n# TYPE hsq_requests_total counter");
+        for ((route, status), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "hsq_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP hsq_hubspot_calls_total HubSpot API calls by status.\n# TYPE hsq_hubspot_calls_total counter");
+        for (status, n) in self.hubspot.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "hsq_hubspot_calls_total{{status=\"{status}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP hsq_tickets_total Tickets issued by state.\n# TYPE hsq_tickets_total counter");
+        for (state, n) in self.states.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "hsq_tickets_total{{state=\"{state}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP hsq_outbox_depth Email changes waiting to be applied.\n# TYPE hsq_outbox_depth gauge\nhsq_outbox_depth {outbox_depth}");
+        let _ = writeln!(out, "# HELP hsq_live_leases Leases on confirmed emails that are live.\n# TYPE hsq_live_leases gauge\nhsq_live_leases {live_leases}");
+        out
+    }
+}

@@ -1,0 +1,339 @@
+//! The relay's decisions: which HubSpot contact a user is, whether the page may send an email,
+//! leases on confirmed emails, and queuing email changes (DESIGN.md sections 2 and 5).
+
+use crate::assertion::{Claims, Verifier};
+use crate::config::ServeArgs;
+use crate::error::{ApiError, ApiResult};
+use crate::hubspot::{Contact, HubSpot, HubSpotError, Retry};
+use crate::metrics::Metrics;
+use crate::store::{Store, User};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Visitor identification tokens live 12 h; the relay reuses one for at most 11 h.
+const CHAT_TOKEN_REUSE_MS: i64 = 11 * 3600 * 1000;
+
+/// The chat part of a ticket.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Chat {
+    pub email: String,
+    pub token: String,
+    pub exp: i64,
+}
+
+/// What the page gets back (DESIGN.md section 5).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Ticket {
+    pub id: String,
+    pub contact_id: Option<String>,
+    pub email: Option<String>,
+    pub state: &'static str,
+    pub lease_id: Option<String>,
+    pub email_valid_until: Option<i64>,
+    pub exp: i64,
+    pub rotate_utk: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat: Option<Chat>,
+}
+
+/// Shared state of a running relay.
+pub struct Relay {
+    pub store: Arc<dyn Store>,
+    pub hubspot: HubSpot,
+    pub verifier: Verifier,
+    pub config: Arc<ServeArgs>,
+    pub metrics: Arc<Metrics>,
+    /// Wakes the outbox worker (a change was queued or a lease released).
+    pub outbox_wake: Notify,
+    locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+    /// Users whose email change is being written to HubSpot right now.
+    applying: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").field("hubspot", &self.hubspot).field("config", &self.config).finish()
+    }
+}
+
+fn random_id(prefix: &str) -> String {
+    let b: [u8; 16] = rand::random();
+    let mut s = String::with_capacity(prefix.len() + 32);
+    s.push_str(prefix);
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
+/// `l_` and 32 lowercase hex digits.
+pub fn valid_lease_id(s: &str) -> bool {
+    s.len() == 34 && s.starts_with("l_") && s[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// HubSpot's usertoken: 32 lowercase hex digits.
+pub fn valid_utk(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Relay {
+    pub fn new(store: Arc<dyn Store>, hubspot: HubSpot, config: Arc<ServeArgs>, metrics: Arc<Metrics>) -> Self {
+        Relay {
+            verifier: Verifier::new(&config.assertion_secrets),
+            store,
+            hubspot,
+            config,
+            metrics,
+            outbox_wake: Notify::new(),
+            locks: Mutex::new(HashMap::new()),
+            applying: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// One async lock per user: deciding a ticket and checking leases before an email change
+    /// never interleave for the same user.
+    pub fn user_lock(&self, sub: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = locks.get(sub).and_then(Weak::upgrade) {
+            return l;
+        }
+        if locks.len() > 10_000 {
+            locks.retain(|_, w| w.strong_count() > 0);
+        }
+        let l = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(sub.to_string(), Arc::downgrade(&l));
+        l
+    }
+
+    pub(crate) fn set_applying(&self, sub: &str, on: bool) {
+        let mut a = self.applying.lock().unwrap_or_else(|e| e.into_inner());
+        if on {
+            a.insert(sub.to_string());
+        } else {
+            a.remove(sub);
+        }
+    }
+
+    fn is_applying(&self, sub: &str) -> bool {
+        self.applying.lock().unwrap_or_else(|e| e.into_inner()).contains(sub)
+    }
+
+    fn budget(&self) -> Retry {
+        Retry::interactive(Duration::from_millis(self.config.hubspot_budget_ms))
+    }
+
+    /// `POST /v1/identity`: verifies the assertion and answers the page's ticket.
+    pub async fn identify(&self, assertion: &str, utk: Option<&str>, lease_id: Option<&str>) -> ApiResult<Ticket> {
+        let now = now_ms();
+        let claims = self.verifier.verify(assertion, now / 1000).map_err(|e| ApiError::Unauthorized(e.0))?;
+        let lock = self.user_lock(&claims.sub);
+        let _guard = lock.lock().await;
+        let user = self.store.note_app_email(
+            &claims.sub,
+            &claims.email,
+            claims.iat * 1000,
+            claims.firstname.as_deref(),
+            claims.lastname.as_deref(),
+        )?;
+        let desired = user.app_email.clone().unwrap_or_else(|| claims.email.clone());
+        let rotate_utk = match utk {
+            Some(u) => self.store.bind_utk(u, &claims.sub, now)?.is_some(),
+            None => false,
+        };
+        let mut ticket = Ticket {
+            id: claims.sub.clone(),
+            contact_id: None,
+            email: None,
+            state: "unknown",
+            lease_id: None,
+            email_valid_until: None,
+            exp: now / 1000 + self.config.ticket_secs as i64,
+            rotate_utk,
+            chat: None,
+        };
+        let contact = match self.contact_for(&user, &claims, &desired, now).await {
+            Ok(c) => c,
+            Err(HubSpotError::Busy(wait)) => return Err(ApiError::Unavailable(wait.as_secs().max(1))),
+            Err(e) => {
+                tracing::warn!(sub = %claims.sub, error = %e, "HubSpot could not be read; answering unknown");
+                self.store.set_error(&claims.sub, Some(&e.to_string()))?;
+                self.metrics.ticket("unknown");
+                return Ok(ticket);
+            }
+        };
+        ticket.contact_id = Some(contact.id.clone());
+        let user = self.store.user(&claims.sub)?.unwrap_or(user);
+        let hub_email = contact.email.clone();
+        if hub_email.as_deref() == Some(desired.as_str()) && desired == claims.email && !self.is_applying(&claims.sub) {
+            // Confirmed: HubSpot holds the app's current email for this contact. Lease it.
+            let until = now + self.config.lease_secs as i64 * 1000;
+            let id = match lease_id {
+                Some(l) if self.store.renew_lease(l, &claims.sub, &desired, now, until)? => l.to_string(),
+                _ => {
+                    let id = random_id("l_");
+                    self.store.issue_lease(&id, &claims.sub, &desired, until)?;
+                    id
+                }
+            };
+            ticket.state = "confirmed";
+            ticket.email = Some(desired.clone());
+            ticket.lease_id = Some(id);
+            ticket.email_valid_until = Some(until / 1000);
+            if self.config.chat {
+                ticket.chat = self.chat_for(&desired, &user, now).await;
+            }
+        } else if user.conflict_email.as_deref() == Some(desired.as_str()) {
+            ticket.state = "conflict";
+        } else {
+            ticket.state = "pending";
+            if hub_email.as_deref() != Some(desired.as_str()) {
+                self.queue_change(&claims.sub, &desired, None, now)?;
+            }
+        }
+        self.metrics.ticket(ticket.state);
+        Ok(ticket)
+    }
+
+    /// Queues a change of the user's HubSpot email to `email`, unless that change is already
+    /// queued or has ended in a conflict.
+    pub fn queue_change(&self, sub: &str, email: &str, properties: Option<&Map<String, Value>>, now: i64) -> ApiResult<()> {
+        if properties.is_none() {
+            if let Some(job) = self.store.job(sub)? {
+                let same = job.to_email == email;
+                if same && (job.state == "pending" || job.state == "conflict" || job.state == "failed") {
+                    return Ok(());
+                }
+            }
+        }
+        let props = properties.map(|p| Value::Object(p.clone()).to_string()).unwrap_or_else(|| "{}".into());
+        self.store.put_job(sub, email, &props, now)?;
+        self.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    /// The user's contact: from the cache while it is fresh, else read by the unique id property;
+    /// else the contact holding the app's email, linked unless another user has it; else created.
+    async fn contact_for(&self, user: &User, claims: &Claims, desired: &str, now: i64) -> Result<Contact, HubSpotError> {
+        let sub = &claims.sub;
+        if let (Some(id), Some(at)) = (&user.contact_id, user.fetched_at) {
+            if now - at < self.config.cache_secs as i64 * 1000 {
+                return Ok(Contact { id: id.clone(), email: user.hubspot_email.clone(), sub: Some(sub.clone()) });
+            }
+        }
+        let idp = self.hubspot.id_property().to_string();
+        if let Some(c) = self.hubspot.read_by(&idp, sub).await? {
+            self.save(sub, &c);
+            return Ok(c);
+        }
+        let mut names = Map::new();
+        for (k, v) in [("firstname", &user.firstname), ("lastname", &user.lastname)] {
+            if let Some(v) = v {
+                names.insert(k.into(), json!(v));
+            }
+        }
+        let mut existing = self.hubspot.read_by("email", desired).await?;
+        for _ in 0..2 {
+            match existing.take() {
+                Some(e) if e.sub.as_deref().is_none_or(|s| s == sub) => {
+                    let linked = self.hubspot.update(&e.id, json!({ idp.clone(): sub }), self.budget()).await?;
+                    self.save(sub, &linked);
+                    return Ok(linked);
+                }
+                Some(e) => {
+                    // The app's email belongs to another user's contact: make this user's contact
+                    // without it, and flag the conflict for an operator.
+                    tracing::warn!(%sub, other = %e.id, "the app's email is held by another user's contact");
+                    let _ = self.store.set_conflict(sub, Some(desired), Some(&e.id));
+                    let mut props = names.clone();
+                    props.insert(idp.clone(), json!(sub));
+                    let c = self.create_or_existing(props).await?;
+                    self.save(sub, &c);
+                    return Ok(c);
+                }
+                None => {
+                    let mut props = names.clone();
+                    props.insert(idp.clone(), json!(sub));
+                    props.insert("email".into(), json!(desired));
+                    match self.hubspot.create(Value::Object(props), self.budget()).await {
+                        Ok(c) => {
+                            self.save(sub, &c);
+                            return Ok(c);
+                        }
+                        Err(err) => {
+                            // 409: someone created the email (or this user) meanwhile: look again.
+                            let Some(id) = err.existing_id() else { return Err(err) };
+                            let found = self.hubspot.read_id(&id, self.budget()).await?;
+                            if let Some(f) = found.as_ref().filter(|f| f.sub.as_deref() == Some(sub.as_str())) {
+                                self.save(sub, f);
+                                return Ok(f.clone());
+                            }
+                            existing = found;
+                            if existing.is_none() {
+                                return Err(err);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Err(HubSpotError::Unreachable("the contact kept changing while it was being linked".into()))
+    }
+
+    async fn create_or_existing(&self, props: Map<String, Value>) -> Result<Contact, HubSpotError> {
+        match self.hubspot.create(Value::Object(props), self.budget()).await {
+            Ok(c) => Ok(c),
+            Err(e) => match e.existing_id() {
+                Some(id) => self.hubspot.read_id(&id, self.budget()).await?.ok_or(e),
+                None => Err(e),
+            },
+        }
+    }
+
+    fn save(&self, sub: &str, c: &Contact) {
+        if let Err(e) = self.store.save_contact(sub, &c.id, c.email.as_deref(), now_ms()) {
+            tracing::error!(%sub, error = %e, "could not cache the contact");
+        }
+    }
+
+    async fn chat_for(&self, email: &str, user: &User, now: i64) -> Option<Chat> {
+        match self.store.chat_token(email, now + 60_000) {
+            Ok(Some((token, exp))) => return Some(Chat { email: email.into(), token, exp: exp / 1000 }),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "chat token cache"),
+        }
+        match self.hubspot.chat_token(email, user.firstname.as_deref(), user.lastname.as_deref(), self.budget()).await {
+            Ok(token) => {
+                let exp = now + CHAT_TOKEN_REUSE_MS;
+                let _ = self.store.save_chat_token(email, &token, exp);
+                Some(Chat { email: email.into(), token, exp: exp / 1000 })
+            }
+            Err(e) => {
+                // A 403 means the account's subscription has no visitor identification.
+                tracing::warn!(error = %e, "no chat token; the chat stays anonymous");
+                None
+            }
+        }
+    }
+
+    /// `DELETE /v1/leases/{id}`: releases a lease, so a waiting email change can go at once.
+    pub fn release(&self, lease_id: &str) -> ApiResult<bool> {
+        match self.store.release_lease(lease_id)? {
+            Some(sub) => {
+                self.store.wake_job(&sub, now_ms())?;
+                self.outbox_wake.notify_one();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}

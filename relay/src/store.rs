@@ -1,0 +1,469 @@
+//! Durable state: the contact cache, utk bindings, leases, the outbox, chat tokens, sync progress.
+//!
+//! [`Store`] is the seam where a server database can replace SQLite when several relays share
+//! state; [`SqliteStore`] is the default (WAL, `synchronous=NORMAL`: a committed write survives a
+//! crash of the process; the last transactions may be lost on power loss).
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Mutex;
+
+pub type StoreResult<T> = Result<T, rusqlite::Error>;
+
+/// What the relay knows about one app user.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub sub: String,
+    pub contact_id: Option<String>,
+    /// HubSpot's primary email for the contact, as last read or written by the relay.
+    pub hubspot_email: Option<String>,
+    /// When the contact was last read from or written to HubSpot (ms).
+    pub fetched_at: Option<i64>,
+    /// The app's current email for the user, and when the app said so (ms).
+    pub app_email: Option<String>,
+    pub app_email_at: Option<i64>,
+    pub firstname: Option<String>,
+    pub lastname: Option<String>,
+    /// The app email another contact holds, and that contact's id.
+    pub conflict_email: Option<String>,
+    pub conflict_with: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// A queued email change (one row per user: a newer change replaces an unapplied one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub sub: String,
+    pub to_email: String,
+    /// Other contact properties to set with the email (JSON object).
+    pub properties: String,
+    pub version: i64,
+    /// `pending`, `done`, `conflict` or `failed`.
+    pub state: String,
+    pub attempts: i64,
+    pub next_at: i64,
+    pub last_error: Option<String>,
+}
+
+/// Progress of one CSV sync, so an interrupted run resumes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncProgress {
+    pub line: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub conflicts: i64,
+    pub invalid: i64,
+}
+
+/// Where the relay keeps what must survive a restart.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    fn user(&self, sub: &str) -> StoreResult<Option<User>>;
+    /// Records the contact and its HubSpot email as just read or written.
+    fn save_contact(&self, sub: &str, contact_id: &str, hubspot_email: Option<&str>, now: i64) -> StoreResult<()>;
+    /// Forgets the cached contact (it was merged away or deleted).
+    fn forget_contact(&self, sub: &str) -> StoreResult<()>;
+    /// Records the app's email for a user if `at` is newer than what is stored. Returns the user.
+    fn note_app_email(&self, sub: &str, email: &str, at: i64, first: Option<&str>, last: Option<&str>) -> StoreResult<User>;
+    fn set_conflict(&self, sub: &str, email: Option<&str>, with: Option<&str>) -> StoreResult<()>;
+    fn set_error(&self, sub: &str, error: Option<&str>) -> StoreResult<()>;
+    /// Binds `utk` to `sub`; when it is bound to another sub, leaves it and returns that sub.
+    fn bind_utk(&self, utk: &str, sub: &str, now: i64) -> StoreResult<Option<String>>;
+    fn issue_lease(&self, id: &str, sub: &str, email: &str, expires: i64) -> StoreResult<()>;
+    /// Extends a live, unreleased lease of `sub` on `email`; false when there is none.
+    fn renew_lease(&self, id: &str, sub: &str, email: &str, now: i64, expires: i64) -> StoreResult<bool>;
+    /// Releases a lease; returns its sub when it existed and was live.
+    fn release_lease(&self, id: &str) -> StoreResult<Option<String>>;
+    /// The latest expiry of the live leases of `sub` on any email other than `except`.
+    fn live_lease_until(&self, sub: &str, except: &str, now: i64) -> StoreResult<Option<i64>>;
+    fn live_leases(&self, now: i64) -> StoreResult<i64>;
+    /// Queues (or replaces the unapplied) email change of `sub`.
+    fn put_job(&self, sub: &str, to_email: &str, properties: &str, now: i64) -> StoreResult<()>;
+    fn job(&self, sub: &str) -> StoreResult<Option<Job>>;
+    fn due_jobs(&self, now: i64, limit: i64) -> StoreResult<Vec<Job>>;
+    fn next_job_at(&self) -> StoreResult<Option<i64>>;
+    /// Finishes a job if it is still at `version` (a newer change keeps it pending).
+    fn finish_job(&self, sub: &str, version: i64, state: &str, error: Option<&str>, now: i64) -> StoreResult<bool>;
+    fn retry_job(&self, sub: &str, version: i64, next_at: i64, error: &str) -> StoreResult<()>;
+    /// Makes the user's pending job due now (a lease it waited for was released).
+    fn wake_job(&self, sub: &str, now: i64) -> StoreResult<()>;
+    fn outbox_depth(&self) -> StoreResult<i64>;
+    fn chat_token(&self, email: &str, now: i64) -> StoreResult<Option<(String, i64)>>;
+    fn save_chat_token(&self, email: &str, token: &str, exp: i64) -> StoreResult<()>;
+    fn sync_progress(&self, key: &str) -> StoreResult<SyncProgress>;
+    fn save_sync_progress(&self, key: &str, p: SyncProgress) -> StoreResult<()>;
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    sub TEXT PRIMARY KEY,
+    contact_id TEXT,
+    hubspot_email TEXT,
+    fetched_at INTEGER,
+    app_email TEXT,
+    app_email_at INTEGER,
+    firstname TEXT,
+    lastname TEXT,
+    conflict_email TEXT,
+    conflict_with TEXT,
+    last_error TEXT
+);
+CREATE TABLE IF NOT EXISTS utk_bindings (utk TEXT PRIMARY KEY, sub TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+    id TEXT PRIMARY KEY,
+    sub TEXT NOT NULL,
+    email TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    released INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS leases_by_sub ON leases(sub, expires_at);
+CREATE TABLE IF NOT EXISTS outbox (
+    sub TEXT PRIMARY KEY,
+    to_email TEXT NOT NULL,
+    properties TEXT NOT NULL DEFAULT '{}',
+    version INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL,
+    last_error TEXT,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_at);
+CREATE TABLE IF NOT EXISTS chat_tokens (email TEXT PRIMARY KEY, token TEXT NOT NULL, exp INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sync_progress (
+    key TEXT PRIMARY KEY, line INTEGER NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL,
+    conflicts INTEGER NOT NULL, invalid INTEGER NOT NULL
+);
+PRAGMA user_version = 1;
+";
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn user_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        sub: row.get(0)?,
+        contact_id: row.get(1)?,
+        hubspot_email: row.get(2)?,
+        fetched_at: row.get(3)?,
+        app_email: row.get(4)?,
+        app_email_at: row.get(5)?,
+        firstname: row.get(6)?,
+        lastname: row.get(7)?,
+        conflict_email: row.get(8)?,
+        conflict_with: row.get(9)?,
+        last_error: row.get(10)?,
+    })
+}
+
+fn job_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+    Ok(Job {
+        sub: row.get(0)?,
+        to_email: row.get(1)?,
+        properties: row.get(2)?,
+        version: row.get(3)?,
+        state: row.get(4)?,
+        attempts: row.get(5)?,
+        next_at: row.get(6)?,
+        last_error: row.get(7)?,
+    })
+}
+
+const USER_COLS: &str = "sub, contact_id, hubspot_email, fetched_at, app_email, app_email_at, firstname, lastname, conflict_email, conflict_with, last_error";
+const JOB_COLS: &str = "sub, to_email, properties, version, state, attempts, next_at, last_error";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies the schema.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteStore { conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&conn)
+    }
+
+    fn ensure_user(conn: &Connection, sub: &str) -> StoreResult<()> {
+        conn.execute("INSERT OR IGNORE INTO users (sub) VALUES (?1)", [sub])?;
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn user(&self, sub: &str) -> StoreResult<Option<User>> {
+        self.with(|c| {
+            c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE sub = ?1"))?.query_row([sub], user_from).optional()
+        })
+    }
+
+    fn save_contact(&self, sub: &str, contact_id: &str, hubspot_email: Option<&str>, now: i64) -> StoreResult<()> {
+        self.with(|c| {
+            Self::ensure_user(c, sub)?;
+            c.prepare_cached("UPDATE users SET contact_id = ?2, hubspot_email = ?3, fetched_at = ?4 WHERE sub = ?1")?
+                .execute(params![sub, contact_id, hubspot_email, now])?;
+            Ok(())
+        })
+    }
+
+    fn forget_contact(&self, sub: &str) -> StoreResult<()> {
+        self.with(|c| {
+            c.execute("UPDATE users SET contact_id = NULL, hubspot_email = NULL, fetched_at = NULL WHERE sub = ?1", [sub])?;
+            Ok(())
+        })
+    }
+
+    fn note_app_email(&self, sub: &str, email: &str, at: i64, first: Option<&str>, last: Option<&str>) -> StoreResult<User> {
+        self.with(|c| {
+            Self::ensure_user(c, sub)?;
+            // Only a newer statement of the app's email replaces the stored one: a stale page's
+            // assertion must never turn a changed email back.
+            c.prepare_cached(
+                "UPDATE users SET app_email = ?2, app_email_at = ?3 WHERE sub = ?1 AND (app_email_at IS NULL OR app_email_at < ?3)",
+            )?
+            .execute(params![sub, email, at])?;
+            c.prepare_cached(
+                "UPDATE users SET firstname = COALESCE(?2, firstname), lastname = COALESCE(?3, lastname) WHERE sub = ?1",
+            )?
+            .execute(params![sub, first, last])?;
+            c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE sub = ?1"))?.query_row([sub], user_from)
+        })
+    }
+
+    fn set_conflict(&self, sub: &str, email: Option<&str>, with: Option<&str>) -> StoreResult<()> {
+        self.with(|c| {
+            Self::ensure_user(c, sub)?;
+            c.execute("UPDATE users SET conflict_email = ?2, conflict_with = ?3 WHERE sub = ?1", params![sub, email, with])?;
+            Ok(())
+        })
+    }
+
+    fn set_error(&self, sub: &str, error: Option<&str>) -> StoreResult<()> {
+        self.with(|c| {
+            Self::ensure_user(c, sub)?;
+            c.prepare_cached("UPDATE users SET last_error = ?2 WHERE sub = ?1")?.execute(params![sub, error])?;
+            Ok(())
+        })
+    }
+
+    fn bind_utk(&self, utk: &str, sub: &str, now: i64) -> StoreResult<Option<String>> {
+        self.with(|c| {
+            let other: Option<String> =
+                c.prepare_cached("SELECT sub FROM utk_bindings WHERE utk = ?1")?.query_row([utk], |r| r.get(0)).optional()?;
+            match other {
+                Some(o) if o != sub => Ok(Some(o)),
+                _ => {
+                    c.prepare_cached("INSERT OR REPLACE INTO utk_bindings (utk, sub, at) VALUES (?1, ?2, ?3)")?
+                        .execute(params![utk, sub, now])?;
+                    Ok(None)
+                }
+            }
+        })
+    }
+
+    fn issue_lease(&self, id: &str, sub: &str, email: &str, expires: i64) -> StoreResult<()> {
+        self.with(|c| {
+            c.prepare_cached("INSERT INTO leases (id, sub, email, expires_at) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![id, sub, email, expires])?;
+            Ok(())
+        })
+    }
+
+    fn renew_lease(&self, id: &str, sub: &str, email: &str, now: i64, expires: i64) -> StoreResult<bool> {
+        self.with(|c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE leases SET expires_at = ?5 WHERE id = ?1 AND sub = ?2 AND email = ?3 AND released = 0 AND expires_at > ?4",
+                )?
+                .execute(params![id, sub, email, now, expires])?;
+            Ok(n == 1)
+        })
+    }
+
+    fn release_lease(&self, id: &str) -> StoreResult<Option<String>> {
+        self.with(|c| {
+            let sub: Option<String> = c
+                .prepare_cached("UPDATE leases SET released = 1 WHERE id = ?1 AND released = 0 RETURNING sub")?
+                .query_row([id], |r| r.get(0))
+                .optional()?;
+            Ok(sub)
+        })
+    }
+
+    fn live_lease_until(&self, sub: &str, except: &str, now: i64) -> StoreResult<Option<i64>> {
+        self.with(|c| {
+            c.prepare_cached("SELECT MAX(expires_at) FROM leases WHERE sub = ?1 AND email != ?2 AND released = 0 AND expires_at > ?3")?
+                .query_row(params![sub, except, now], |r| r.get(0))
+        })
+    }
+
+    fn live_leases(&self, now: i64) -> StoreResult<i64> {
+        self.with(|c| c.query_row("SELECT COUNT(*) FROM leases WHERE released = 0 AND expires_at > ?1", [now], |r| r.get(0)))
+    }
+
+    fn put_job(&self, sub: &str, to_email: &str, properties: &str, now: i64) -> StoreResult<()> {
+        self.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO outbox (sub, to_email, properties, version, state, attempts, next_at, updated_at)
+                 VALUES (?1, ?2, ?3, 1, 'pending', 0, ?4, ?4)
+                 ON CONFLICT(sub) DO UPDATE SET
+                   to_email = excluded.to_email, properties = excluded.properties, version = outbox.version + 1,
+                   state = 'pending', attempts = 0, next_at = excluded.next_at, last_error = NULL, updated_at = excluded.updated_at",
+            )?
+            .execute(params![sub, to_email, properties, now])?;
+            Ok(())
+        })
+    }
+
+    fn job(&self, sub: &str) -> StoreResult<Option<Job>> {
+        self.with(|c| c.prepare_cached(&format!("SELECT {JOB_COLS} FROM outbox WHERE sub = ?1"))?.query_row([sub], job_from).optional())
+    }
+
+    fn due_jobs(&self, now: i64, limit: i64) -> StoreResult<Vec<Job>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {JOB_COLS} FROM outbox WHERE state = 'pending' AND next_at <= ?1 ORDER BY next_at LIMIT ?2"
+            ))?;
+            let rows = st.query_map(params![now, limit], job_from)?;
+            rows.collect()
+        })
+    }
+
+    fn next_job_at(&self) -> StoreResult<Option<i64>> {
+        self.with(|c| c.query_row("SELECT MIN(next_at) FROM outbox WHERE state = 'pending'", [], |r| r.get(0)))
+    }
+
+    fn finish_job(&self, sub: &str, version: i64, state: &str, error: Option<&str>, now: i64) -> StoreResult<bool> {
+        self.with(|c| {
+            let n = c
+                .prepare_cached("UPDATE outbox SET state = ?3, last_error = ?4, updated_at = ?5 WHERE sub = ?1 AND version = ?2")?
+                .execute(params![sub, version, state, error, now])?;
+            Ok(n == 1)
+        })
+    }
+
+    fn retry_job(&self, sub: &str, version: i64, next_at: i64, error: &str) -> StoreResult<()> {
+        self.with(|c| {
+            c.prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, next_at = ?3, last_error = ?4 WHERE sub = ?1 AND version = ?2 AND state = 'pending'",
+            )?
+            .execute(params![sub, version, next_at, error])?;
+            Ok(())
+        })
+    }
+
+    fn wake_job(&self, sub: &str, now: i64) -> StoreResult<()> {
+        self.with(|c| {
+            c.prepare_cached("UPDATE outbox SET next_at = ?2 WHERE sub = ?1 AND state = 'pending' AND next_at > ?2")?
+                .execute(params![sub, now])?;
+            Ok(())
+        })
+    }
+
+    fn outbox_depth(&self) -> StoreResult<i64> {
+        self.with(|c| c.query_row("SELECT COUNT(*) FROM outbox WHERE state = 'pending'", [], |r| r.get(0)))
+    }
+
+    fn chat_token(&self, email: &str, now: i64) -> StoreResult<Option<(String, i64)>> {
+        self.with(|c| {
+            c.prepare_cached("SELECT token, exp FROM chat_tokens WHERE email = ?1 AND exp > ?2")?
+                .query_row(params![email, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+    }
+
+    fn save_chat_token(&self, email: &str, token: &str, exp: i64) -> StoreResult<()> {
+        self.with(|c| {
+            c.prepare_cached("INSERT OR REPLACE INTO chat_tokens (email, token, exp) VALUES (?1, ?2, ?3)")?
+                .execute(params![email, token, exp])?;
+            Ok(())
+        })
+    }
+
+    fn sync_progress(&self, key: &str) -> StoreResult<SyncProgress> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT line, created, updated, conflicts, invalid FROM sync_progress WHERE key = ?1",
+                [key],
+                |r| Ok(SyncProgress { line: r.get(0)?, created: r.get(1)?, updated: r.get(2)?, conflicts: r.get(3)?, invalid: r.get(4)? }),
+            )
+            .optional()?
+            .unwrap_or_default())
+        })
+    }
+
+    fn save_sync_progress(&self, key: &str, p: SyncProgress) -> StoreResult<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO sync_progress (key, line, created, updated, conflicts, invalid) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key, p.line, p.created, p.updated, p.conflicts, p.invalid],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> SqliteStore {
+        SqliteStore::open(Path::new(":memory:")).unwrap()
+    }
+
+    #[test]
+    fn only_a_newer_app_email_replaces_the_stored_one() {
+        let s = store();
+        assert_eq!(s.note_app_email("u", "b@x.io", 2000, None, None).unwrap().app_email.as_deref(), Some("b@x.io"));
+        let u = s.note_app_email("u", "a@x.io", 1000, Some("A"), None).unwrap();
+        assert_eq!(u.app_email.as_deref(), Some("b@x.io"), "an older assertion does not turn the email back");
+        assert_eq!(u.firstname.as_deref(), Some("A"));
+        assert_eq!(s.note_app_email("u", "c@x.io", 3000, None, None).unwrap().app_email.as_deref(), Some("c@x.io"));
+    }
+
+    #[test]
+    fn a_utk_stays_with_its_first_user() {
+        let s = store();
+        assert_eq!(s.bind_utk("t1", "a", 1).unwrap(), None);
+        assert_eq!(s.bind_utk("t1", "a", 2).unwrap(), None);
+        assert_eq!(s.bind_utk("t1", "b", 3).unwrap().as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn leases_renew_only_while_live_and_unreleased() {
+        let s = store();
+        s.issue_lease("l1", "u", "a@x.io", 100).unwrap();
+        assert!(s.renew_lease("l1", "u", "a@x.io", 50, 200).unwrap());
+        assert!(!s.renew_lease("l1", "u", "b@x.io", 50, 200).unwrap(), "another email");
+        assert!(!s.renew_lease("l1", "v", "a@x.io", 50, 200).unwrap(), "another user");
+        assert_eq!(s.live_lease_until("u", "b@x.io", 150).unwrap(), Some(200));
+        assert_eq!(s.live_lease_until("u", "a@x.io", 150).unwrap(), None, "a lease on the target email does not block");
+        assert_eq!(s.release_lease("l1").unwrap().as_deref(), Some("u"));
+        assert_eq!(s.release_lease("l1").unwrap(), None);
+        assert!(!s.renew_lease("l1", "u", "a@x.io", 50, 300).unwrap());
+        assert_eq!(s.live_lease_until("u", "b@x.io", 150).unwrap(), None);
+    }
+
+    #[test]
+    fn a_newer_change_replaces_the_queued_one_and_keeps_it_pending() {
+        let s = store();
+        s.put_job("u", "b@x.io", "{}", 10).unwrap();
+        let j = s.due_jobs(10, 10).unwrap().remove(0);
+        s.put_job("u", "c@x.io", "{}", 11).unwrap();
+        assert!(!s.finish_job("u", j.version, "done", None, 12).unwrap(), "the applied version is stale");
+        let j2 = s.job("u").unwrap().unwrap();
+        assert_eq!((j2.to_email.as_str(), j2.state.as_str()), ("c@x.io", "pending"));
+        assert_eq!(s.outbox_depth().unwrap(), 1);
+        assert!(s.finish_job("u", j2.version, "done", None, 13).unwrap());
+        assert_eq!(s.outbox_depth().unwrap(), 0);
+    }
+}

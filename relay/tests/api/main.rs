@@ -1,0 +1,8 @@
+//! The relay against hubspot-sim over real HTTP, with real SQLite. One test binary.
+
+mod crash;
+mod email_change;
+mod faults;
+mod helpers;
+mod identity;
+mod input;
