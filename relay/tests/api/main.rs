@@ -6,3 +6,4 @@ mod faults;
 mod helpers;
 mod identity;
 mod input;
+mod sync;
