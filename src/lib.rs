@@ -1,5 +1,10 @@
-//! `hsq-identity`: identify visitors to HubSpot by a stable, server-issued id.
+//! `hsq-identity`: identify visitors to HubSpot by a stable, server-issued id and the `hubspotutk`
+//! cookie, sending an email only when HubSpot already holds it for that contact (DESIGN.md).
 //!
-//! The browser module is built in a later step (see DESIGN.md section 6); this crate is the
-//! workspace root so that the wasm build and its pinned `wasm-bindgen` are in place from the start.
-#![deny(missing_docs)]
+//! - [`core`]: the decisions, pure Rust, tested natively.
+//! - [`wasm`]: the exports the JS shell calls (`js/index.js`, the npm entry, which reads and
+//!   writes the page: `_hsq`, cookies, storage, fetch, tracker and chat loading).
+#![deny(missing_debug_implementations)]
+
+pub mod core;
+pub mod wasm;
