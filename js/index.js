@@ -8,6 +8,7 @@ const F = "\x1f", R = "\x1e", P = "\x1d"; // the core's field, record and part s
 const CACHE_KEY = "hsq-identity:ticket";
 const HELD_MAX = 1000; // held entries beyond this drop oldest first
 const HOLD_MARGIN = 5000; // as the core's HOLD_MARGIN_MS
+const RELEASE_GRACE = 10000; // a lease given back on page hide lives this long at the relay (at least)
 const HUBSPOT_COOKIES = ["hubspotutk", "__hstc", "__hssc", "__hssrc"];
 
 let ready = null;
@@ -378,12 +379,17 @@ export class StableIdentity {
     if (this.#core) this.#apply(this.#core.tick(Date.now()));
   }
 
+  /** Page hide: the lease goes back by sendBeacon. The relay keeps it for a grace, so the next
+   * page of this tab may identify from the cache if it comes within the grace (less the margin). */
   #hide() {
-    if (!this.#core) return;
-    const p = this.#core.hide();
+    const core = this.#core;
+    if (!core) return;
+    const until = Math.min(core.leaseUntil(), Date.now() + RELEASE_GRACE);
+    const p = core.hide();
     const lease = p.split(F)[5];
     if (lease) this.#releaseLease(lease, true);
     this.#apply(p.split(F).map((f, i) => (i === 5 ? "" : f)).join(F));
+    if (this.#ticket && !isNaN(until)) this.#cache({ ...this.#ticket, leaseUntilLocal: until });
   }
 
   /** Consent given (or not needed): the first decision, then the relay. */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the npm package into pkg/: Rust -> wasm32 (release, opt-level z), wasm-bindgen
-# (--target web), wasm-opt -Oz; then the web shell (js/index.js) and the wasm-bindgen glue are
+# (--target web), wasm-opt -Oz (binaryen from npm); then the web shell (js/index.js) and the wasm-bindgen glue are
 # bundled and minified into one ES module, pkg/index.js, beside pkg/hsq_identity_bg.wasm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +11,9 @@ rm -rf "$stage" pkg
 mkdir -p "$stage" pkg
 wasm-bindgen --target web --no-typescript --out-dir "$stage" --out-name hsq_identity \
   target/wasm32-unknown-unknown/release/hsq_identity.wasm
-wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
-  --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types \
-  --enable-multivalue "$stage/hsq_identity_bg.wasm" -o pkg/hsq_identity_bg.wasm
+# binaryen from npm (132): Debian's wasm-opt (108) breaks the reference-types tables rustc emits.
+node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
+  "$stage/hsq_identity_bg.wasm" -o pkg/hsq_identity_bg.wasm
 cp js/index.js "$stage/index.js"
 node_modules/.bin/esbuild "$stage/index.js" --bundle --format=esm --minify --target=es2022 \
   --log-level=warning --outfile=pkg/index.js

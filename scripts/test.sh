@@ -8,8 +8,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 echo "== cargo test (native) =="
 cargo test --workspace --quiet 2>&1
 
-echo "== build the servers for the browser tests =="
-cargo build --quiet -p hubspot-sim
+echo "== build the package and the servers for the browser tests =="
+bash scripts/build-wasm.sh
+cargo build --quiet -p hubspot-sim -p hsq-relay
 
 echo "== node --test (headless Chromium) =="
 node --test --test-concurrency=1 tests/e2e/

@@ -103,6 +103,11 @@ pub struct ServeArgs {
     /// How long a confirmed email is leased to a page, in seconds.
     #[arg(long = "lease-secs", env = "HSQ_LEASE_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..=86_400))]
     pub lease_secs: u64,
+    /// A lease given back by `sendBeacon` on page hide lives this much longer, so the next page
+    /// of the same tab can take it over; an explicit `DELETE` ends it at once. The page counts on
+    /// at least 10 s.
+    #[arg(long = "release-grace-secs", env = "HSQ_RELEASE_GRACE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(10..=600))]
+    pub release_grace_secs: u64,
     /// How long a ticket may be cached by the page, in seconds.
     #[arg(long = "ticket-secs", env = "HSQ_TICKET_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=3_600))]
     pub ticket_secs: u64,

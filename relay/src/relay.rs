@@ -44,6 +44,9 @@ pub struct Ticket {
     pub rotate_utk: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat: Option<Chat>,
+    /// The relay's clock (s) when it answered, so the page counts the lease on its own clock.
+    /// (An addition to DESIGN.md's ticket.)
+    pub now: i64,
 }
 
 /// Shared state of a running relay.
@@ -160,6 +163,7 @@ impl Relay {
             exp: now / 1000 + self.config.ticket_secs as i64,
             rotate_utk,
             chat: None,
+            now: now / 1000,
         };
         let contact = match self.contact_for(&user, &claims, &desired, now).await {
             Ok(c) => c,
@@ -322,6 +326,20 @@ impl Relay {
                 tracing::warn!(error = %e, "no chat token; the chat stays anonymous");
                 None
             }
+        }
+    }
+
+    /// The `sendBeacon` release on page hide: the lease ends after the grace period, so the next
+    /// page of the same tab can renew it and identify from its cache in the meantime.
+    pub fn release_after_grace(&self, lease_id: &str) -> ApiResult<bool> {
+        let now = now_ms();
+        match self.store.shorten_lease(lease_id, now, now + self.config.release_grace_secs as i64 * 1000)? {
+            Some(sub) => {
+                self.store.wake_job(&sub, now)?;
+                self.outbox_wake.notify_one();
+                Ok(true)
+            }
+            None => Ok(false),
         }
     }
 

@@ -33,7 +33,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/identity", post(identity))
         .route("/v1/leases/{id}", axum::routing::delete(release))
-        .route("/v1/leases/{id}/release", post(release))
+        .route("/v1/leases/{id}/release", post(release_on_hide))
         .route("/v1/users/{sub}", put(put_user).get(get_user))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -116,13 +116,23 @@ async fn identity(
     Ok(Json(s.relay.identify(&b.assertion, b.utk.as_deref(), b.lease_id.as_deref()).await?))
 }
 
-/// `DELETE /v1/leases/{id}` and the `sendBeacon` form `POST /v1/leases/{id}/release`: 204, also
-/// for a lease already released or unknown, so a retried release is harmless.
+/// `DELETE /v1/leases/{id}`: ends the lease at once. 204, also for a lease already released or
+/// unknown, so a retried release is harmless.
 async fn release(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     if !valid_lease_id(&id) {
         return Err(ApiError::BadRequest("not a leaseId this relay issues".into()));
     }
     s.relay.release(&id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/leases/{id}/release`, the `sendBeacon` form a page sends on hide: the lease ends
+/// after the release grace (the next page of the tab may take it over). 204.
+async fn release_on_hide(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    if !valid_lease_id(&id) {
+        return Err(ApiError::BadRequest("not a leaseId this relay issues".into()));
+    }
+    s.relay.release_after_grace(&id)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -76,6 +76,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn renew_lease(&self, id: &str, sub: &str, email: &str, now: i64, expires: i64) -> StoreResult<bool>;
     /// Releases a lease; returns its sub when it existed and was live.
     fn release_lease(&self, id: &str) -> StoreResult<Option<String>>;
+    /// Shortens a live lease to end by `until`; returns its sub when it existed and was live.
+    fn shorten_lease(&self, id: &str, now: i64, until: i64) -> StoreResult<Option<String>>;
     /// The latest expiry of the live leases of `sub` on any email other than `except`.
     fn live_lease_until(&self, sub: &str, except: &str, now: i64) -> StoreResult<Option<i64>>;
     fn live_leases(&self, now: i64) -> StoreResult<i64>;
@@ -296,6 +298,16 @@ impl Store for SqliteStore {
                 .query_row([id], |r| r.get(0))
                 .optional()?;
             Ok(sub)
+        })
+    }
+
+    fn shorten_lease(&self, id: &str, now: i64, until: i64) -> StoreResult<Option<String>> {
+        self.with(|c| {
+            c.prepare_cached(
+                "UPDATE leases SET expires_at = MIN(expires_at, ?3) WHERE id = ?1 AND released = 0 AND expires_at > ?2 RETURNING sub",
+            )?
+            .query_row(params![id, now, until], |r| r.get(0))
+            .optional()
         })
     }
 

@@ -129,3 +129,121 @@ export function waitHits(simUrl, n) {
     return h.length >= n ? h : null;
   }, `${n} hits`);
 }
+
+export const ADMIN_TOKEN = "admin-token-for-tests-0123456789";
+export const ASSERTION_SECRET = "test-assertion-secret-0123456789abcdef";
+
+/** The relay (debug build) in front of `simUrl`, with a fresh SQLite file. */
+export async function startRelay(simUrl, env = {}) {
+  const { mkdtempSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const dir = mkdtempSync(path.join(tmpdir(), "hsq-relay-"));
+  const relay = await startServer(path.join(ROOT, "target", "debug", "hsq-relay"), ["serve"], {
+    HUBSPOT_ACCESS_TOKEN: "T",
+    HUBSPOT_API_BASE: simUrl,
+    HSQ_ADDR: "127.0.0.1:0",
+    HSQ_ASSERTION_SECRETS: `k1:${ASSERTION_SECRET}`,
+    HSQ_ADMIN_TOKEN: ADMIN_TOKEN,
+    HSQ_DB: path.join(dir, "relay.db"),
+    HSQ_RATE_LIMIT_PER_IP: "0",
+    HSQ_LOG: "warn",
+    ...env,
+  });
+  relay.db = path.join(dir, "relay.db");
+  return relay;
+}
+
+/** Creates the unique id property in the simulator, as `hsq-relay init` does. */
+export async function initSim(simUrl) {
+  await fetch(`${simUrl}/crm/v3/properties/contacts`, {
+    method: "POST",
+    headers: { authorization: "Bearer T", "content-type": "application/json" },
+    body: JSON.stringify({ name: "hsq_user_id", label: "App user id", type: "string", fieldType: "text", groupName: "contactinformation", hasUniqueValue: true }),
+  });
+}
+
+/** An HS256 compact JWS, as the app's backend mints it (the README's Node snippet). */
+export async function mintAssertion(claims, secret = ASSERTION_SECRET, kid = "k1") {
+  const { createHmac } = await import("node:crypto");
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const now = Math.floor(Date.now() / 1000);
+  const head = b64({ alg: "HS256", typ: "JWT", kid });
+  const body = b64({ aud: "hsq-relay", iat: now, exp: now + 600, ...claims });
+  const sig = createHmac("sha256", secret).update(`${head}.${body}`).digest("base64url");
+  return `${head}.${body}.${sig}`;
+}
+
+/** Tells the relay the app changed a user's email (what the app's worker does). */
+export async function reportEmail(relayUrl, sub, email) {
+  const r = await fetch(`${relayUrl}/v1/users/${encodeURIComponent(sub)}`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify({ email }),
+  });
+  if (r.status !== 202) throw new Error(`PUT /v1/users/${sub} answered ${r.status}: ${await r.text()}`);
+}
+
+const MIME = { ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".html": "text/html; charset=utf-8", ".css": "text/css", ".json": "application/json", ".svg": "image/svg+xml", ".png": "image/png" };
+
+/**
+ * An app origin for browser tests: `pages` (path -> HTML or function of the URL), static files
+ * under `/pkg/` (the built package) and `statics` (prefix -> directory), and `/hsq/*` proxied to
+ * the relay, as a real app mounts it on its own origin.
+ */
+export async function serveApp({ relay, pages = {}, statics = {} }) {
+  const { readFile } = await import("node:fs/promises");
+  const dirs = { "/pkg/": path.join(ROOT, "pkg"), ...statics };
+  const requests = [];
+  const server = createServer(async (req, res) => {
+    try {
+      const u = new URL(req.url, "http://x");
+      requests.push(req.method + " " + u.pathname);
+      if (u.pathname.startsWith("/hsq/")) {
+        const relayUrl = typeof relay === "function" ? relay() : relay;
+        const chunks = [];
+        for await (const c of req) chunks.push(c);
+        const target = relayUrl + u.pathname.slice(4) + u.search;
+        const r = await fetch(target, { method: req.method, headers: { "content-type": req.headers["content-type"] || "application/json" }, body: chunks.length ? Buffer.concat(chunks) : undefined }).catch((e) => null);
+        if (!r) {
+          res.writeHead(502, { "content-type": "application/json" }).end('{"error":"bad_gateway","message":"relay unreachable"}');
+          return;
+        }
+        res.writeHead(r.status, { "content-type": r.headers.get("content-type") || "application/json" }).end(Buffer.from(await r.arrayBuffer()));
+        return;
+      }
+      for (const [prefix, dir] of Object.entries(dirs)) {
+        if (u.pathname.startsWith(prefix)) {
+          const file = path.join(dir, path.normalize(u.pathname.slice(prefix.length)).replace(/^(\.\.[/\\])+/, ""));
+          const body = await readFile(file).catch(() => null);
+          if (!body) break;
+          res.writeHead(200, { "content-type": MIME[path.extname(file)] || "application/octet-stream", "cache-control": "no-store" }).end(body);
+          return;
+        }
+      }
+      const page = pages[u.pathname] ?? pages["*"];
+      if (page === undefined) {
+        res.writeHead(404).end("not found");
+        return;
+      }
+      const body = typeof page === "function" ? await page(u) : page;
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" }).end(body);
+    } catch (e) {
+      res.writeHead(500).end(String(e));
+    }
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address();
+  return { url: `http://127.0.0.1:${port}`, requests, close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(r); }) };
+}
+
+/** Collects page errors and unhandled rejections. */
+export async function watchErrors(page) {
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
+  await page.addInitScript(() => {
+    window.__unhandled = [];
+    addEventListener("unhandledrejection", (e) => window.__unhandled.push(String((e.reason && e.reason.message) || e.reason)));
+  });
+  return async () => errors.concat(await page.evaluate(() => window.__unhandled || []).catch(() => []));
+}
