@@ -1,0 +1,62 @@
+// `node scripts/bench-module.mjs`: the package's gzipped size, and the time from calling
+// StableIdentity.start() (wasm fetch and instantiation included) to identify being queued, in
+// headless Chromium against the simulator and the relay. Prints numbers; asserts nothing.
+import { gzipSync } from "node:zlib";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { ROOT, startSim, startRelay, initSim, serveApp, launchBrowser, mintAssertion } from "../tests/e2e/helpers.mjs";
+
+const RUNS = Number(process.env.RUNS || 15);
+const gz = (f) => gzipSync(readFileSync(path.join(ROOT, "pkg", f)), { level: 9 }).length;
+const sizes = { wasm: gz("hsq_identity_bg.wasm"), js: gz("index.js") };
+
+const sim = await startSim();
+await initSim(sim.url);
+await fetch(`${sim.url}/__sim/config`, { method: "POST", body: JSON.stringify({ chatWidget: false }) });
+const relay = await startRelay(sim.url);
+const page = (u) => `<!doctype html><script>
+// Timestamps each identify as it is queued (before the tracker loads, entries go through Array.prototype.push).
+window.marks = {};
+const push = Array.prototype.push;
+Array.prototype.push = function (...a) {
+  for (const e of a) if (Array.isArray(e) && e[0] === "identify" && this === window._hsq) {
+    const k = e[1] && e[1].email ? "email" : "id";
+    if (!(k in window.marks)) window.marks[k] = performance.now() - window.t0;
+  }
+  return push.apply(this, a);
+};
+</script><script type="module">
+window.t0 = performance.now();
+const { StableIdentity } = await import("/pkg/index.js");
+window.hs = await StableIdentity.start({ relayUrl: "/hsq/v1/identity", assertion: ${JSON.stringify(u.searchParams.get("a"))}, consent: "granted" });
+window.done = performance.now() - window.t0;
+</script>`;
+const app = await serveApp({ relay: relay.url, pages: { "*": page } });
+const browser = await launchBrowser();
+const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const cold = { id: [], email: [] }, warm = [];
+for (let i = 0; i < RUNS; i++) {
+  const ctx = await browser.newContext();
+  const p = await ctx.newPage();
+  const token = await mintAssertion({ sub: `b${i}`, email: `b${i}@bench.test` });
+  await p.goto(`${app.url}/?a=${encodeURIComponent(token)}`);
+  await p.waitForFunction(() => window.marks.email !== undefined);
+  const m = await p.evaluate(() => window.marks);
+  cold.id.push(m.id);
+  cold.email.push(m.email);
+  // The next page of the same tab, with the cached ticket (wasm from the HTTP cache is disabled: no-store).
+  await p.goto(`${app.url}/next?a=${encodeURIComponent(token)}`);
+  await p.waitForFunction(() => window.marks.email !== undefined);
+  warm.push(await p.evaluate(() => window.marks.email));
+  await ctx.close();
+}
+await browser.close();
+await app.close();
+await relay.stop();
+await sim.stop();
+const ms = (x) => x.toFixed(1) + " ms";
+console.log("| measure | value |\n|---|---|");
+console.log(`| package size, gzipped (wasm + JS) | ${((sizes.wasm + sizes.js) / 1024).toFixed(1)} KB (${(sizes.wasm / 1024).toFixed(1)} + ${(sizes.js / 1024).toFixed(1)}) |`);
+console.log(`| start() to identify queued, cached ticket (median of ${RUNS}) | ${ms(median(warm))} |`);
+console.log(`| start() to identify {id} queued, no cache | ${ms(median(cold.id))} |`);
+console.log(`| start() to identify with the confirmed email, no cache (relay round trip) | ${ms(median(cold.email))} |`);
