@@ -6,6 +6,7 @@ import init, { Core, checkOptions, jwsPayload } from "./hsq_identity.js";
 
 const F = "\x1f", R = "\x1e", P = "\x1d"; // the core's field, record and part separators
 const CACHE_KEY = "hsq-identity:ticket";
+const HELD_KEY = "hsq-identity:held"; // entries still held when a page went away, for the next page
 const HELD_MAX = 1000; // held entries beyond this drop oldest first
 const HOLD_MARGIN = 5000; // as the core's HOLD_MARGIN_MS
 const RELEASE_GRACE = 10000; // a lease given back on page hide lives this long at the relay (at least)
@@ -159,6 +160,7 @@ export class StableIdentity {
     if (!c) throw new TypeError("hsq-identity: option `assertion`: its payload has no sub and email claims");
     hs.#core = new Core(c.sub, c.email);
     hs.#send = hookQueue((e) => hs.#filter(e));
+    hs.#restoreHeld();
     addEventListener("pagehide", () => quiet(() => hs.#hide()));
     addEventListener("pageshow", (e) => quiet(() => e.persisted && hs.#tick()));
     if (hs.#o.chat === "true") chatSettings(null, null);
@@ -180,7 +182,7 @@ export class StableIdentity {
 
   #o; #onEvent; #assertionFn; #tokenValue; #core = null; #send = () => {};
   #ticket = null; #held = []; #asking = false; #again = false; #askTimer = 0; #tickTimer = 0;
-  #trackerInserted = false; #chatAs = undefined; #consented = false;
+  #trackerInserted = false; #chatAs = undefined; #consented = false; #restored = [];
 
   constructor(o, options, meta) {
     this.#o = o;
@@ -251,6 +253,15 @@ export class StableIdentity {
       withChat((api) => api.clear({ resetWidget: true }));
     }
     this.#emit([{ type: "reset" }]);
+  }
+
+  /** Entries a previous page of this tab still held when it went away go through the filter again
+   * (held here too while this page must hold, else sent now). */
+  #restoreHeld() {
+    if (this.#o.storage === "none") return;
+    const kept = quiet(() => JSON.parse(store(this.#o.storage).getItem(HELD_KEY)));
+    quiet(() => store(this.#o.storage).removeItem(HELD_KEY));
+    if (Array.isArray(kept)) this.#restored = kept;
   }
 
   async #token() {
@@ -324,6 +335,10 @@ export class StableIdentity {
     }
     if ((this.#core && this.#core.holding(now)) || this.#held.length) {
       if (this.#held.length >= HELD_MAX) this.#held.shift();
+      // A held page view keeps the path it was made on, even if it goes out from another page.
+      const last = this.#held[this.#held.length - 1];
+      if (Array.isArray(out) && out[0] === "trackPageView" && !(Array.isArray(last) && last[0] === "setPath"))
+        this.#held.push(["setPath", location.pathname + location.search]);
       this.#held.push(out);
       out = undefined;
     }
@@ -390,6 +405,9 @@ export class StableIdentity {
     if (lease) this.#releaseLease(lease, true);
     this.#apply(p.split(F).map((f, i) => (i === 5 ? "" : f)).join(F));
     if (this.#ticket && !isNaN(until)) this.#cache({ ...this.#ticket, leaseUntilLocal: until });
+    // Entries still held would die with the page: the next page of this tab sends them.
+    const keep = this.#held.filter((e) => Array.isArray(e));
+    if (keep.length && this.#o.storage !== "none") quiet(() => store(this.#o.storage).setItem(HELD_KEY, JSON.stringify(keep)));
   }
 
   /** Consent given (or not needed): the first decision, then the relay. */
@@ -402,6 +420,7 @@ export class StableIdentity {
     const fromCache = plan.split(F)[0].length > 1;
     if (fromCache) this.#ticket = c;
     this.#apply(plan);
+    for (const e of this.#restored.splice(0)) this.#push(e);
     if (fromCache) return this.#insertTracker(); // the renewal is scheduled
     const asked = this.#ask();
     if (wait) await Promise.race([asked, sleep(+this.#o.timeoutMs)]);

@@ -1,34 +1,29 @@
-// `npm start`: builds the servers and runs the demo stack on free local ports, no account needed.
-// Ctrl-C stops everything it started.
+// `npm start`: builds what it needs and runs the demo on hubspot-sim, no account and no
+// configuration. Ctrl-C stops everything it started.
 import { execFileSync } from "node:child_process";
-import path from "node:path";
-import { startServer, ROOT } from "../tests/e2e/helpers.mjs";
+import { ROOT } from "../tests/e2e/helpers.mjs";
+import { startStack } from "./stack.mjs";
 
-const bin = (name) => path.join(ROOT, "target", "release", name);
-console.log("Building the simulator (release)...");
-execFileSync("cargo", ["build", "--release", "--quiet", "-p", "hubspot-sim"], { cwd: ROOT, stdio: "inherit" });
+console.log("Building the package and the servers (release; the first time takes a few minutes)...");
+execFileSync("bash", ["scripts/build-wasm.sh"], { cwd: ROOT, stdio: "inherit" });
+execFileSync("cargo", ["build", "--release", "--quiet", "-p", "hubspot-sim", "-p", "hsq-relay"], { cwd: ROOT, stdio: "inherit" });
 
-const started = [];
-async function stopAll() {
-  for (const s of started.reverse()) await s.stop().catch(() => {});
-}
-process.on("SIGINT", () => stopAll().then(() => process.exit(0)));
-process.on("SIGTERM", () => stopAll().then(() => process.exit(0)));
+const stack = await startStack({ profile: "release", simArgs: ["--rate-limit", "190"], relayEnv: { HSQ_LEASE_SECS: "120" } });
+let stopping = false;
+const stop = async () => {
+  if (stopping) return;
+  stopping = true;
+  await stack.stop().catch(() => {});
+  process.exit(0);
+};
+process.on("SIGINT", stop);
+process.on("SIGTERM", stop);
+for (const s of [stack.sim, stack.relay]) s.child.on("exit", () => !stopping && (console.error("a server stopped; stopping the demo"), stop()));
 
-try {
-  const sim = await startServer(bin("hubspot-sim"), ["--addr", "127.0.0.1:0", "--portal-id", "1234567", "--token", "pat-na1-demo", "--rate-limit", "190"]);
-  started.push(sim);
-  console.log(`\nhubspot-sim (offline HubSpot) listening on ${sim.url}`);
-  console.log(`  tracker script:  ${sim.url}/1234567.js`);
-  console.log(`  contacts:        ${sim.url}/__sim/contacts`);
-  console.log(`  API token:       pat-na1-demo`);
-  console.log("\nPress Ctrl-C to stop.");
-  sim.child.on("exit", (code) => {
-    console.error(`hubspot-sim stopped (${code}); stopping everything`);
-    stopAll().then(() => process.exit(1));
-  });
-} catch (e) {
-  console.error(String(e.stack || e));
-  await stopAll();
-  process.exit(1);
-}
+console.log(`
+  Demo:          ${stack.demo.url}
+  hubspot-sim:   ${stack.sim.url}   (contacts: ${stack.sim.url}/__sim/contacts)
+  hsq-relay:     ${stack.relay.url}   (mounted in the demo at /hsq/)
+
+Open the demo, log in on both sides, change the email on Settings and keep browsing.
+Press Ctrl-C to stop.`);
