@@ -422,13 +422,16 @@ export class StableIdentity {
     this.#apply(plan);
     for (const e of this.#restored.splice(0)) this.#push(e);
     if (fromCache) return this.#insertTracker(); // the renewal is scheduled
-    const asked = this.#ask();
-    if (wait) await Promise.race([asked, sleep(+this.#o.timeoutMs)]);
-    this.#insertTracker();
-    if (this.#o.chat === "true" && this.#chatAs === undefined) {
-      this.#chatAs = null;
-      loadChat(null, null, false);
-    }
+    // The tracker (and an anonymous chat, if the email is not confirmed by then) wait for the
+    // relay's first answer or the timeout; `start` waits too unless consent came later.
+    const settled = Promise.race([this.#ask(), sleep(+this.#o.timeoutMs)]).then(() => {
+      this.#insertTracker();
+      if (this.#o.chat === "true" && this.#chatAs === undefined) {
+        this.#chatAs = null;
+        loadChat(null, null, false);
+      }
+    });
+    if (wait) await settled;
   }
 
   /** Asks the relay for a ticket and applies the answer; one ask at a time. Never rejects. */

@@ -187,6 +187,7 @@ export async function startDemo(o) {
         return send(res, 200, appPage(user, o));
       }
       if (p === "/") return send(res, 200, landingPage(o));
+      if (p === "/favicon.ico") return send(res, 204, "", "image/x-icon");
       return send(res, 404, "not found", "text/plain");
     } catch (e) {
       json(res, 500, { error: "internal", message: String(e.message || e) });
