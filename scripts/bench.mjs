@@ -1,0 +1,44 @@
+// `npm run bench`: one table, every row measured in this run, on this machine.
+//   - the email-change race on the demo app for N users (default 200), naive against hsq-identity:
+//     users left with duplicate contacts, and page views lost or landing on another contact;
+//   - the package's gzipped size and its time to identify (scripts/bench-module.mjs);
+//   - relay throughput, latency and HubSpot calls per 1,000 identity requests
+//     (the relay's bench example, without its 40-second sync row unless BENCH_SYNC=1).
+import { execFileSync } from "node:child_process";
+import os from "node:os";
+import { ROOT, launchBrowser } from "../tests/e2e/helpers.mjs";
+import { startStack } from "./stack.mjs";
+import { runRace } from "./race.mjs";
+
+const USERS = Number(process.env.BENCH_USERS || 200);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY || 8);
+const run = (cmd, args) => execFileSync(cmd, args, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+const rowsOf = (table) => table.split("\n").filter((l) => l.startsWith("| ") && !l.startsWith("| measure"));
+
+console.error("building (release)...");
+run("bash", ["scripts/build-wasm.sh"]);
+run("cargo", ["build", "--release", "--quiet", "-p", "hubspot-sim", "-p", "hsq-relay"]);
+
+const rows = [];
+const browser = await launchBrowser();
+for (const mode of ["naive", "hsq"]) {
+  console.error(`race: ${USERS} ${mode} users...`);
+  const stack = await startStack({ profile: "release", lagMs: "0-5000", simArgs: ["--rate-limit", "0"], relayEnv: { HSQ_LEASE_SECS: "15" } });
+  try {
+    const r = await runRace({ browser, stack, mode, users: USERS, concurrency: CONCURRENCY, settleMs: 180000 });
+    const label = mode === "naive" ? "naive identify({email})" : "hsq-identity";
+    rows.push(`| race, ${USERS} users, 0-5 s sync lag: ${label} | ${r.duplicates} users with duplicate contacts; ${r.lostViews} of ${r.viewsMade} page views lost, ${r.wrongContactViews} on another contact (${r.seconds.toFixed(0)} s) |`);
+  } finally {
+    await stack.stop();
+  }
+}
+await browser.close();
+console.error("module...");
+rows.push(...rowsOf(run("node", ["scripts/bench-module.mjs"])));
+console.error("relay...");
+rows.push(...rowsOf(run("cargo", ["run", "--release", "--quiet", "-p", "hsq-relay", "--example", "bench", "--", ...(process.env.BENCH_SYNC ? [] : ["--skip-sync"])])));
+
+const cpu = os.cpus()[0]?.model?.trim() || "unknown CPU";
+console.log(`Measured ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} cores (${cpu}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()}:\n`);
+console.log("| measure | value |\n|---|---|");
+for (const r of rows) console.log(r);
