@@ -1,6 +1,7 @@
 //! The wasm exports: [`Core`] (a [`Session`] behind plain strings and numbers) and two helpers.
 //! The JS shell (`js/index.js`) calls these; see [`crate::core::wire`] for the encoding.
 
+use alloc::string::{String, ToString};
 use crate::core::session::Session;
 use crate::core::ticket::{Chat, State, Ticket};
 use crate::core::{jws, wire};

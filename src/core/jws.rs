@@ -1,6 +1,8 @@
 //! Reads the payload of a compact JWS without verifying it: the page only needs the `sub` and
 //! `email` it was given, to match a cached ticket; the relay verifies.
 
+use alloc::string::String;
+use alloc::vec::Vec;
 /// Decodes base64url without padding (RFC 7515). `None` on any invalid character.
 pub fn base64url(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len() * 3 / 4);

@@ -1,6 +1,7 @@
 //! Validation of the options of `StableIdentity.start`. A bad option rejects `start` with a message
 //! that names the option and what was expected.
 
+use alloc::string::{String, ToString};
 /// An option value as the shell saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Val {
@@ -133,7 +134,7 @@ pub fn validate(fields: &[(String, Val)], has_meta: bool) -> Result<Options, Str
     let portal_id = match get(fields, "portalId") {
         Val::Undefined => None,
         Val::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => Some(s.clone()),
-        Val::Num(n) if *n >= 1.0 && n.fract() == 0.0 && *n < 1e15 => Some((*n as u64).to_string()),
+        Val::Num(n) if *n >= 1.0 && *n < 1e15 && *n == (*n as u64) as f64 => Some(super::wire::int(*n)),
         other => return Err(bad("portalId", "your HubSpot account id (digits)", other)),
     };
     let tracker_url = match get(fields, "trackerUrl") {

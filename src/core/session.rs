@@ -8,6 +8,8 @@
 //! pushed ("carried") the page must hold its hits whenever that email has no live lease, until
 //! the relay confirms the next email.
 
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use super::ticket::{cache_usable, Chat, State, Ticket};
 
 /// Hits stop this long before a lease ends, for the time a hit takes to reach HubSpot.
@@ -79,7 +81,11 @@ pub fn poll_delay(n: u32, state: State) -> f64 {
     if state == State::Conflict {
         return 60_000.0;
     }
-    (500.0 * 1.6f64.powi(n.saturating_sub(1).min(12) as i32)).min(15_000.0)
+    let mut d: f64 = 500.0;
+    for _ in 1..n.min(13) {
+        d *= 1.6;
+    }
+    d.min(15_000.0)
 }
 
 impl Session {

@@ -1,5 +1,6 @@
 //! The relay's ticket (DESIGN.md section 5) and what the page may do with a cached one.
 
+use alloc::string::String;
 /// The ticket's `state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {

@@ -2,20 +2,22 @@
 //! the wasm needs no JS object plumbing (and stays small). Fields are separated by U+001F,
 //! records by U+001E, parts of an event by U+001D.
 
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use super::options::{self, AssertionSource, Consent, Storage, Val};
 use super::session::{Event, Plan};
 
 pub const FIELD: char = '\u{1f}';
 pub const RECORD: char = '\u{1e}';
 pub const PART: char = '\u{1d}';
+const FIELD_STR: &str = "\u{1f}";
+const RECORD_STR: &str = "\u{1e}";
 
 /// Whole milliseconds as decimal text (integer formatting only: no float formatting in wasm).
 pub fn int(n: f64) -> String {
-    let mut v = if n.is_finite() { n.round() } else { 0.0 };
-    let neg = v < 0.0;
-    if neg {
-        v = -v;
-    }
+    let neg = n < 0.0;
+    // Rounds half away from zero without f64::round (not in core).
+    let v = if n.is_finite() { (if neg { -n } else { n }) + 0.5 } else { 0.0 };
     let mut digits = Vec::new();
     let mut x = v as u64;
     loop {
@@ -75,9 +77,9 @@ pub fn plan(p: &Plan) -> String {
         flag(p.rotate_utk).into(),
         p.chat.as_ref().map(|c| c.email.clone()).unwrap_or_default(),
         p.chat.as_ref().map(|c| c.token.clone()).unwrap_or_default(),
-        p.events.iter().map(event).collect::<Vec<_>>().join(&RECORD.to_string()),
+        p.events.iter().map(event).collect::<Vec<_>>().join(RECORD_STR),
     ];
-    fields.join(&FIELD.to_string())
+    fields.join(FIELD_STR)
 }
 
 /// Validates options sent as records of `key FIELD kind FIELD text`, where kind is `string`,
@@ -136,7 +138,7 @@ pub fn options(spec: &str, has_meta: bool) -> String {
                 }),
                 rec("timeoutMs", &int(o.timeout_ms)),
             ]
-            .join(&RECORD.to_string())
+            .join(RECORD_STR)
         }
     }
 }
