@@ -11,6 +11,10 @@ async function ready(page, mode) {
   await page.waitForFunction((m) => window._hstc_ran === true && (m === "naive" || (window.demo && window.demoEvents)), mode, { timeout: 30000 });
 }
 
+// Pages are ready when the tracker has run, not at "load" (which also waits for hits in flight).
+const go = (page, url) => page.goto(url, { waitUntil: "domcontentloaded" });
+const reload = (page) => page.reload({ waitUntil: "domcontentloaded" });
+
 async function spa(page, href) {
   await page.click(`a[href='${href}']`);
   await new Promise((r) => setTimeout(r, PACE_MS));
@@ -19,20 +23,29 @@ async function spa(page, href) {
 /** One user's session; answers the number of page views it made. */
 async function session({ browser, url, mode, sub, newEmail, errors, changed }) {
   const ctx = await browser.newContext();
+  try {
+    return await browse(ctx, { url, mode, sub, newEmail, errors, changed });
+  } catch (e) {
+    await ctx.close().catch(() => {});
+    throw e;
+  }
+}
+
+async function browse(ctx, { url, mode, sub, newEmail, errors, changed }) {
   const [t1, t2] = [await ctx.newPage(), await ctx.newPage()];
   for (const p of [t1, t2]) {
     p.on("pageerror", (e) => errors.push(`${sub}: ${e.message}`));
   }
   let views = 0;
-  await t1.goto(`${url}/login?mode=${mode}&sub=${sub}`);
+  await go(t1, `${url}/login?mode=${mode}&sub=${sub}`);
   await ready(t1, mode);
   views++;
-  await t2.goto(`${url}/app/`);
+  await go(t2, `${url}/app/`);
   await ready(t2, mode);
   views++;
   await spa(t1, "/app/reports");
   views++;
-  await t2.reload();
+  await reload(t2);
   await ready(t2, mode);
   views++;
   // The user changes their email in tab 1; the app's worker tells HubSpot (or the relay) later.
@@ -42,12 +55,12 @@ async function session({ browser, url, mode, sub, newEmail, errors, changed }) {
   changed();
   await spa(t1, "/app/billing");
   views++;
-  await t1.reload();
+  await reload(t1);
   await ready(t1, mode);
   views++;
   await spa(t2, "/app/settings");
   views++;
-  await t2.reload();
+  await reload(t2);
   await ready(t2, mode);
   views++;
   await spa(t2, "/app/reports");
@@ -79,9 +92,13 @@ export async function runRace({ browser, stack, mode, users, concurrency = 4, mi
   const worker = async () => {
     while (next < subs.length) {
       const sub = subs[next++];
-      const o = await session({ browser, url, mode, sub, newEmail: `${sub}-new@example.com`, errors, changed });
-      made.set(sub, o.views);
-      contexts.push(o.ctx);
+      try {
+        const o = await session({ browser, url, mode, sub, newEmail: `${sub}-new@example.com`, errors, changed });
+        made.set(sub, o.views);
+        contexts.push(o.ctx);
+      } catch (e) {
+        errors.push(`${sub}: the session failed: ${String(e.message || e).split("\n")[0]}`);
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, subs.length) }, worker));
