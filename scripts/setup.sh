@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 say() { printf 'setup: %s\n' "$*"; }
 
 # The wasm-bindgen CLI must equal the crate version pinned in Cargo.toml exactly.
-WB_VERSION=$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)"/\1/p' Cargo.toml)
+WB_VERSION=$(grep -E '^wasm-bindgen = ' Cargo.toml | grep -oE '"=[0-9]+\.[0-9]+\.[0-9]+"' | tr -d '"=' | head -1)
 [ -n "$WB_VERSION" ] || { echo "setup: cannot read the pinned wasm-bindgen version from Cargo.toml" >&2; exit 1; }
 
 export PATH="$HOME/.cargo/bin:$PATH"
