@@ -27,7 +27,8 @@ for (const mode of ["naive", "hsq"]) {
   try {
     const r = await runRace({ browser, stack, mode, users: USERS, concurrency: CONCURRENCY, settleMs: 180000 });
     const label = mode === "naive" ? "naive identify({email})" : "hsq-identity";
-    rows.push(`| race, ${USERS} users, 0-5 s sync lag: ${label} | ${r.duplicates} users with duplicate contacts; ${r.lostViews} of ${r.viewsMade} page views lost, ${r.wrongContactViews} on another contact (${r.seconds.toFixed(0)} s) |`);
+    const failed = r.pageErrors.filter((e) => e.includes("the session failed")).length;
+    rows.push(`| race, ${USERS} users, 0-5 s sync lag: ${label} | ${r.duplicates} users with duplicate contacts; ${r.lostViews} of ${r.viewsMade} page views lost, ${r.wrongContactViews} on another contact; ${failed} sessions failed in the driver (${r.seconds.toFixed(0)} s) |`);
   } finally {
     await stack.stop();
   }
