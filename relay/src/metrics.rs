@@ -25,6 +25,11 @@ impl Metrics {
         *self.states.lock().unwrap_or_else(|e| e.into_inner()).entry(state).or_default() += 1;
     }
 
+    /// HubSpot calls so far that ended with `status`.
+    pub fn hubspot_count(&self, status: &str) -> u64 {
+        self.hubspot.lock().unwrap_or_else(|e| e.into_inner()).get(status).copied().unwrap_or(0)
+    }
+
     /// Total HubSpot calls so far.
     pub fn hubspot_total(&self) -> u64 {
         self.hubspot.lock().unwrap_or_else(|e| e.into_inner()).values().sum()

@@ -161,7 +161,7 @@ pub async fn sync(args: &SyncArgs) -> anyhow::Result<Summary> {
         conflicts: progress.conflicts,
         invalid: progress.invalid,
         calls: metrics.hubspot_total(),
-        rate_limited: metrics_count(&metrics, "429"),
+        rate_limited: metrics.hubspot_count("429"),
         resumed_from_line: resumed_from,
         seconds: started.elapsed().as_secs_f64(),
     };
@@ -170,14 +170,6 @@ pub async fn sync(args: &SyncArgs) -> anyhow::Result<Summary> {
         summary.created, summary.updated, summary.conflicts, summary.invalid, summary.calls, summary.rate_limited, summary.seconds
     );
     Ok(summary)
-}
-
-fn metrics_count(m: &Metrics, status: &str) -> u64 {
-    m.render(0, 0)
-        .lines()
-        .find(|l| l.starts_with(&format!("hsq_hubspot_calls_total{{status=\"{status}\"}}")))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// One batch upsert; answers (created, updated, conflicts, invalid). A call refused as a whole is
