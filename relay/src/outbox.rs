@@ -55,7 +55,7 @@ async fn apply(relay: &Relay, job: Job) {
     // A live lease on another email means a page may still send that email: wait for it.
     match store.live_lease_until(&job.sub, &job.to_email, now) {
         Ok(Some(until)) => {
-            let _ = store.retry_job(&job.sub, job.version, until + 1, "waiting for a lease on the old email");
+            let _ = store.defer_job(&job.sub, job.version, until + 1);
             return;
         }
         Ok(None) => {}

@@ -89,6 +89,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Finishes a job if it is still at `version` (a newer change keeps it pending).
     fn finish_job(&self, sub: &str, version: i64, state: &str, error: Option<&str>, now: i64) -> StoreResult<bool>;
     fn retry_job(&self, sub: &str, version: i64, next_at: i64, error: &str) -> StoreResult<()>;
+    /// Puts a pending job off until `next_at` without counting an attempt (it waits for a lease).
+    fn defer_job(&self, sub: &str, version: i64, next_at: i64) -> StoreResult<()>;
     /// Makes the user's pending job due now (a lease it waited for was released).
     fn wake_job(&self, sub: &str, now: i64) -> StoreResult<()>;
     fn outbox_depth(&self) -> StoreResult<i64>;
@@ -369,6 +371,14 @@ impl Store for SqliteStore {
                 "UPDATE outbox SET attempts = attempts + 1, next_at = ?3, last_error = ?4 WHERE sub = ?1 AND version = ?2 AND state = 'pending'",
             )?
             .execute(params![sub, version, next_at, error])?;
+            Ok(())
+        })
+    }
+
+    fn defer_job(&self, sub: &str, version: i64, next_at: i64) -> StoreResult<()> {
+        self.with(|c| {
+            c.prepare_cached("UPDATE outbox SET next_at = ?3 WHERE sub = ?1 AND version = ?2 AND state = 'pending'")?
+                .execute(params![sub, version, next_at])?;
             Ok(())
         })
     }
