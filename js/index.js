@@ -183,6 +183,7 @@ export class StableIdentity {
   #o; #onEvent; #assertionFn; #tokenValue; #core = null; #send = () => {};
   #ticket = null; #held = []; #asking = false; #again = false; #askTimer = 0; #tickTimer = 0;
   #trackerInserted = false; #chatAs = undefined; #consented = false; #restored = [];
+  #pins = new WeakSet(); #pathSent = false;
 
   constructor(o, options, meta) {
     this.#o = o;
@@ -247,7 +248,7 @@ export class StableIdentity {
     this.#cache(null);
     deleteHubSpotCookies();
     // Held hits waited for an email; the visitor is reset, so they go without one.
-    for (const e of this.#held.splice(0)) this.#send(e);
+    for (const e of this.#held.splice(0)) this.#out(e);
     if (this.#chatAs !== undefined) {
       this.#chatAs = undefined;
       withChat((api) => api.clear({ resetWidget: true }));
@@ -333,12 +334,18 @@ export class StableIdentity {
       if (given !== null && given !== email) guard = { type: "guard", email: given, sent: email };
       out = ["identify", copy];
     }
-    if ((this.#core && this.#core.holding(now)) || this.#held.length) {
+    // Before consent, entries wait too (the tracker's automatic view among them): HubSpot calls the
+    // consent listener while it drains the queue, after it took the queued entries, so an identify
+    // pushed then would only follow the view. Held, the view goes out after the identify.
+    if ((this.#core && (!this.#consented || this.#core.holding(now))) || this.#held.length) {
       if (this.#held.length >= HELD_MAX) this.#held.shift();
       // A held page view keeps the path it was made on, even if it goes out from another page.
       const last = this.#held[this.#held.length - 1];
-      if (Array.isArray(out) && out[0] === "trackPageView" && !(Array.isArray(last) && last[0] === "setPath"))
-        this.#held.push(["setPath", location.pathname + location.search]);
+      if (Array.isArray(out) && out[0] === "trackPageView" && !(Array.isArray(last) && last[0] === "setPath")) {
+        const pin = ["setPath", location.pathname + location.search];
+        this.#pins.add(pin);
+        this.#held.push(pin);
+      }
       this.#held.push(out);
       out = undefined;
     }
@@ -346,9 +353,18 @@ export class StableIdentity {
     return out;
   }
 
+  /** Passes an entry to the tracker. A path pinned to a held view is left out when the view goes
+   * from the page it was made on, at the same address, and the page never set a path: the view is
+   * then exactly what it would have been unheld. */
+  #out(e) {
+    if (this.#pins.has(e) && !this.#pathSent && e[1] === location.pathname + location.search) return;
+    if (Array.isArray(e) && e[0] === "setPath") this.#pathSent = true;
+    this.#send(e);
+  }
+
   #push(entry) {
     const out = this.#filter(entry);
-    if (out !== undefined) this.#send(out);
+    if (out !== undefined) this.#out(out);
   }
 
   /** Carries out a plan from the core. */
@@ -386,7 +402,7 @@ export class StableIdentity {
       clearTimeout(this.#tickTimer);
       this.#tickTimer = setTimeout(() => this.#tick(), Math.max(0, until - HOLD_MARGIN - now + 1));
     }
-    for (const e of sends) this.#send(e);
+    for (const e of sends) this.#out(e);
     this.#emit(events);
   }
 
@@ -407,7 +423,7 @@ export class StableIdentity {
     if (this.#ticket && !isNaN(until)) this.#cache({ ...this.#ticket, leaseUntilLocal: until });
     // Entries still held would die with the page: the next page of this tab sends them.
     const keep = this.#held.filter((e) => Array.isArray(e));
-    if (keep.length && this.#o.storage !== "none") quiet(() => store(this.#o.storage).setItem(HELD_KEY, JSON.stringify(keep)));
+    if (keep.length && this.#consented && this.#o.storage !== "none") quiet(() => store(this.#o.storage).setItem(HELD_KEY, JSON.stringify(keep)));
   }
 
   /** Consent given (or not needed): the first decision, then the relay. */
@@ -420,7 +436,9 @@ export class StableIdentity {
     const fromCache = plan.split(F)[0].length > 1;
     if (fromCache) this.#ticket = c;
     this.#apply(plan);
-    for (const e of this.#restored.splice(0)) this.#push(e);
+    // What the previous page of this tab held, then what this page held waiting for consent.
+    const waited = this.#held.splice(0);
+    for (const e of this.#restored.splice(0).concat(waited)) this.#push(e);
     if (fromCache) return this.#insertTracker(); // the renewal is scheduled
     // The tracker (and an anonymous chat, if the email is not confirmed by then) wait for the
     // relay's first answer or the timeout; `start` waits too unless consent came later.

@@ -95,6 +95,32 @@ test("a cached ticket identifies with its email before any network call", async 
   }
 });
 
+test("with consent left to HubSpot (the default), each page's automatic view carries the identity", async () => {
+  // HubSpot calls the consent listener while it drains the queue, after it took the queued
+  // entries: an identify pushed from the listener would go after the automatic view.
+  const s = await stack();
+  const ctx = await browser.newContext();
+  try {
+    const token = await mintAssertion({ sub: "u_auto", email: "auto@x.io" });
+    const { p, errors } = await open(ctx);
+    await p.goto(url(s.app.url, token, { consent: "hubspot" }));
+    await started(p);
+    await waitEvent(p, (e) => e.type === "identified" && e.state === "confirmed", "the first confirmation");
+    const first = (await waitHits(s.sim.url, 1))[0];
+    assert.equal(first.path, "/");
+    assert.deepEqual(first.identity, { id: "u_auto" }, "the first page's automatic view carries the id");
+    await p.goto(url(s.app.url, token, { consent: "hubspot" }) + "&page=2");
+    await started(p);
+    const second = (await waitHits(s.sim.url, 2))[1];
+    assert.deepEqual(second.identity, { id: "u_auto", email: "auto@x.io" }, "the next page's automatic view carries the cached email");
+    assert.equal((await hits(s.sim.url)).filter((h) => h.kind === "pageview").length, 2, "one view per page, none doubled");
+    assert.deepEqual(await errors(), []);
+  } finally {
+    await ctx.close();
+    await s.stop();
+  }
+});
+
 test("a relay that is down, slow or answers garbage leaves the page working on id only, then recovers", async () => {
   const s = await stack();
   const ctx = await browser.newContext();
