@@ -184,6 +184,7 @@ export class StableIdentity {
   #ticket = null; #held = []; #asking = false; #again = false; #askTimer = 0; #tickTimer = 0;
   #trackerInserted = false; #chatAs = undefined; #consented = false; #restored = [];
   #pins = new WeakSet(); #pathSent = false;
+  #settling = true; // until consent and the relay's first answer (or the timeout)
 
   constructor(o, options, meta) {
     this.#o = o;
@@ -334,10 +335,11 @@ export class StableIdentity {
       if (given !== null && given !== email) guard = { type: "guard", email: given, sent: email };
       out = ["identify", copy];
     }
-    // Before consent, entries wait too (the tracker's automatic view among them): HubSpot calls the
-    // consent listener while it drains the queue, after it took the queued entries, so an identify
-    // pushed then would only follow the view. Held, the view goes out after the identify.
-    if ((this.#core && (!this.#consented || this.#core.holding(now))) || this.#held.length) {
+    // Until consent and the relay's first answer (or the timeout), entries wait too, the tracker's
+    // automatic view among them: HubSpot calls the consent listener while it drains the queue,
+    // after it took the queued entries, so an identify pushed then would only follow the view.
+    // Held, the view goes out after the identify, with the email when the relay confirms it.
+    if ((this.#core && (this.#settling || this.#core.holding(now))) || this.#held.length) {
       if (this.#held.length >= HELD_MAX) this.#held.shift();
       // A held page view keeps the path it was made on, even if it goes out from another page.
       const last = this.#held[this.#held.length - 1];
@@ -429,6 +431,7 @@ export class StableIdentity {
   /** Consent given (or not needed): the first decision, then the relay. */
   async #begin(wait) {
     this.#consented = true;
+    this.#settling = true;
     const core = this.#core;
     if (!core) return;
     const c = this.#cache(undefined);
@@ -436,13 +439,18 @@ export class StableIdentity {
     const fromCache = plan.split(F)[0].length > 1;
     if (fromCache) this.#ticket = c;
     this.#apply(plan);
+    if (fromCache) this.#settling = false;
     // What the previous page of this tab held, then what this page held waiting for consent.
     const waited = this.#held.splice(0);
     for (const e of this.#restored.splice(0).concat(waited)) this.#push(e);
     if (fromCache) return this.#insertTracker(); // the renewal is scheduled
-    // The tracker (and an anonymous chat, if the email is not confirmed by then) wait for the
-    // relay's first answer or the timeout; `start` waits too unless consent came later.
+    // The tracker and held entries (and an anonymous chat, if the email is not confirmed by then)
+    // wait for the relay's first answer or the timeout; `start` waits too unless consent came later.
     const settled = Promise.race([this.#ask(), sleep(+this.#o.timeoutMs)]).then(() => {
+      if (this.#settling) {
+        this.#settling = false;
+        for (const e of this.#held.splice(0)) this.#push(e);
+      }
       this.#insertTracker();
       if (this.#o.chat === "true" && this.#chatAs === undefined) {
         this.#chatAs = null;

@@ -97,7 +97,8 @@ test("a cached ticket identifies with its email before any network call", async 
 
 test("with consent left to HubSpot (the default), each page's automatic view carries the identity", async () => {
   // HubSpot calls the consent listener while it drains the queue, after it took the queued
-  // entries: an identify pushed from the listener would go after the automatic view.
+  // entries: an identify pushed from the listener would go after the automatic view. The view
+  // waits for consent and the relay's first answer, like the tracker itself with consent granted.
   const s = await stack();
   const ctx = await browser.newContext();
   try {
@@ -108,7 +109,7 @@ test("with consent left to HubSpot (the default), each page's automatic view car
     await waitEvent(p, (e) => e.type === "identified" && e.state === "confirmed", "the first confirmation");
     const first = (await waitHits(s.sim.url, 1))[0];
     assert.equal(first.path, "/");
-    assert.deepEqual(first.identity, { id: "u_auto" }, "the first page's automatic view carries the id");
+    assert.deepEqual(first.identity, { id: "u_auto", email: "auto@x.io" }, "the first page's automatic view waits for the relay's answer");
     await p.goto(url(s.app.url, token, { consent: "hubspot" }) + "&page=2");
     await started(p);
     const second = (await waitHits(s.sim.url, 2))[1];
