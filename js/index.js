@@ -93,6 +93,9 @@ function hookQueue(filter) {
   return send;
 }
 
+/** Whether a `_hsq` entry sends a hit. */
+const isHit = (e) => Array.isArray(e) && (e[0] === "trackPageView" || e[0] === "trackCustomBehavioralEvent" || e[0] === "trackEvent");
+
 function kindOf(v) {
   return v === null ? "null" : Array.isArray(v) ? "array" : typeof v;
 }
@@ -185,6 +188,7 @@ export class StableIdentity {
   #trackerInserted = false; #chatAs = undefined; #consented = false; #restored = [];
   #pins = new WeakSet(); #pathSent = false;
   #settling = true; // until consent and the relay's first answer (or the timeout)
+  #lastHit = 0; #flushTimer = 0;
 
   constructor(o, options, meta) {
     this.#o = o;
@@ -249,7 +253,7 @@ export class StableIdentity {
     this.#cache(null);
     deleteHubSpotCookies();
     // Held hits waited for an email; the visitor is reset, so they go without one.
-    for (const e of this.#held.splice(0)) this.#out(e);
+    this.#flush();
     if (this.#chatAs !== undefined) {
       this.#chatAs = undefined;
       withChat((api) => api.clear({ resetWidget: true }));
@@ -359,9 +363,26 @@ export class StableIdentity {
    * from the page it was made on, at the same address, and the page never set a path: the view is
    * then exactly what it would have been unheld. */
   #out(e) {
+    if (isHit(e) && Date.now() <= this.#lastHit) {
+      // A second hit in the same millisecond would be the same image URL, which the browser
+      // fetches once: it waits a moment, and what comes after waits behind it.
+      this.#held.unshift(e);
+      if (!this.#flushTimer) this.#flushTimer = setTimeout(() => ((this.#flushTimer = 0), this.#flush()), 1);
+      return;
+    }
     if (this.#pins.has(e) && !this.#pathSent && e[1] === location.pathname + location.search) return;
     if (Array.isArray(e) && e[0] === "setPath") this.#pathSent = true;
     this.#send(e);
+    if (isHit(e)) this.#lastHit = Date.now(); // after: the tracker reads the clock as it sends
+  }
+
+  /** Sends held entries, in order, unless the page must hold them. */
+  #flush() {
+    while (this.#held.length && !(this.#core && (this.#settling || this.#core.holding(Date.now())))) {
+      const e = this.#held.shift();
+      this.#out(e);
+      if (this.#held[0] === e) return; // it waits a moment (see #out)
+    }
   }
 
   #push(entry) {
@@ -382,11 +403,9 @@ export class StableIdentity {
       if (window._hstc_ran) sends.push(["resetVisitor"]); // the tracker already read the old cookies
     }
     if (p.identify && core) sends.push(["identify", p.identify === "-" ? { id: core.sub() } : { id: core.sub(), email: p.identify }]);
-    if (p.releaseHeld && this.#held.length) {
-      const held = this.#held.splice(0);
-      sends.push(...held);
-      events = events.filter((e) => e.type !== "release").concat([{ type: "release", count: held.length }]);
-    }
+    const release = p.releaseHeld ? this.#held.length : 0;
+    if (p.releaseHeld) this.#settling = false; // the relay answered
+    if (release) events = events.filter((e) => e.type !== "release").concat([{ type: "release", count: release }]);
     if (this.#o.chat === "true" && p.chatEmail && this.#chatAs !== p.chatEmail) {
       const reload = this.#chatAs !== undefined;
       this.#chatAs = p.chatEmail;
@@ -399,12 +418,15 @@ export class StableIdentity {
       clearTimeout(this.#askTimer);
       this.#askTimer = setTimeout(() => this.#ask(), Math.max(0, askIn));
     }
+    // A timer for the moment hits must stop, if that is still to come (once past, the ask above
+    // is what ends the hold).
     const until = core ? core.leaseUntil() : NaN;
-    if (!isNaN(until)) {
+    if (!isNaN(until) && until - HOLD_MARGIN >= now) {
       clearTimeout(this.#tickTimer);
-      this.#tickTimer = setTimeout(() => this.#tick(), Math.max(0, until - HOLD_MARGIN - now + 1));
+      this.#tickTimer = setTimeout(() => this.#tick(), until - HOLD_MARGIN - now + 1);
     }
     for (const e of sends) this.#out(e);
+    if (release) this.#flush();
     this.#emit(events);
   }
 
@@ -447,10 +469,8 @@ export class StableIdentity {
     // The tracker and held entries (and an anonymous chat, if the email is not confirmed by then)
     // wait for the relay's first answer or the timeout; `start` waits too unless consent came later.
     const settled = Promise.race([this.#ask(), sleep(+this.#o.timeoutMs)]).then(() => {
-      if (this.#settling) {
-        this.#settling = false;
-        for (const e of this.#held.splice(0)) this.#push(e);
-      }
+      this.#settling = false;
+      this.#flush();
       this.#insertTracker();
       if (this.#o.chat === "true" && this.#chatAs === undefined) {
         this.#chatAs = null;

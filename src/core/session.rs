@@ -69,11 +69,13 @@ pub struct Session {
     polls: u32,
 }
 
-/// When to renew a lease ending at `until`: a third of its span before the end, at least 30 s
-/// before, never earlier than half-way.
+/// When to renew a lease ending at `until`: a third of its usable span (hits stop `HOLD_MARGIN_MS`
+/// before the end) before that, at least 30 s before, never earlier than half-way. A short lease
+/// (one from the cache of the previous page, kept for a grace) is renewed before hits would stop.
 pub fn renew_time(now: f64, until: f64) -> f64 {
-    let span = (until - now).max(0.0);
-    until - (span / 3.0).max(30_000.0).min(span / 2.0)
+    let usable = until - HOLD_MARGIN_MS;
+    let span = (usable - now).max(0.0);
+    usable - (span / 3.0).max(30_000.0).min(span / 2.0)
 }
 
 /// Polling delay after `n` answers without a confirmed email: 0.5 s growing to 15 s.
@@ -287,6 +289,16 @@ mod tests {
         t.email_valid_until = None;
         t.lease_until_local = None;
         t
+    }
+
+    #[test]
+    fn a_short_lease_is_renewed_before_hits_would_stop() {
+        let mut s = Session::new("u_1", "a@x.io");
+        // A cached lease with 9 s left: hits stop at 4 s, so the renewal comes before that.
+        let p = s.begin(Some(confirmed("a@x.io", 9_000.0, 0.0)), 0.0);
+        let renew = p.renew_at.unwrap();
+        assert!(renew > 0.0 && renew < 4_000.0, "renews at {renew}");
+        assert!(!s.holding(renew), "hits still flow when the renewal goes");
     }
 
     #[test]

@@ -115,6 +115,9 @@ test("with consent left to HubSpot (the default), each page's automatic view car
     const second = (await waitHits(s.sim.url, 2))[1];
     assert.deepEqual(second.identity, { id: "u_auto", email: "auto@x.io" }, "the next page's automatic view carries the cached email");
     assert.equal((await hits(s.sim.url)).filter((h) => h.kind === "pageview").length, 2, "one view per page, none doubled");
+    // Two views in one go would be the same image URL, which the browser fetches once.
+    await p.evaluate(() => (window.hs.trackPageView(), window.hs.trackPageView()));
+    await waitHits(s.sim.url, 4);
     assert.deepEqual(await errors(), []);
   } finally {
     await ctx.close();
