@@ -103,13 +103,13 @@ export async function getJson(url, init) {
 }
 
 /** Polls `fn` until it returns a truthy value (waiting for asynchronous hits, not timing them). */
-export async function until(fn, what, timeoutMs = 10000) {
+export async function until(fn, what, timeoutMs = 10000, everyMs = 50) {
   const end = Date.now() + timeoutMs;
   let last;
   while (Date.now() < end) {
     last = await fn();
     if (last) return last;
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last)}`);
 }
