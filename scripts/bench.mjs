@@ -12,14 +12,20 @@ import { runRace } from "./race.mjs";
 
 const USERS = Number(process.env.BENCH_USERS || 200);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY || 8);
-const run = (cmd, args) => execFileSync(cmd, args, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+const run = (cmd, args, env = {}) =>
+  execFileSync(cmd, args, { cwd: ROOT, encoding: "utf8", env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
 const rowsOf = (table) => table.split("\n").filter((l) => l.startsWith("| ") && !l.startsWith("| measure"));
 
 console.error("building (release)...");
 run("bash", ["scripts/build-wasm.sh"]);
 run("cargo", ["build", "--release", "--quiet", "-p", "hubspot-sim", "-p", "hsq-relay"]);
 
+// Each row goes to stderr as soon as it is measured, so a later failure does not lose a long race.
 const rows = [];
+const add = (...rs) => {
+  for (const r of rs) console.error(r);
+  rows.push(...rs);
+};
 const browser = await launchBrowser();
 for (const mode of ["naive", "hsq"]) {
   console.error(`race: ${USERS} ${mode} users...`);
@@ -28,16 +34,16 @@ for (const mode of ["naive", "hsq"]) {
     const r = await runRace({ browser, stack, mode, users: USERS, concurrency: CONCURRENCY, settleMs: 180000 });
     const label = mode === "naive" ? "naive identify({email})" : "hsq-identity";
     const failed = r.pageErrors.filter((e) => e.includes("the session failed")).length;
-    rows.push(`| race, ${USERS} users, 0-5 s sync lag: ${label} | ${r.duplicates} users with duplicate contacts; ${r.lostViews} of ${r.viewsMade} page views lost, ${r.wrongContactViews} on another contact; ${failed} sessions failed in the driver (${r.seconds.toFixed(0)} s) |`);
+    add(`| race, ${USERS} users, 0-5 s sync lag: ${label} | ${r.duplicates} users with duplicate contacts; ${r.lostViews} of ${r.viewsMade} page views lost, ${r.wrongContactViews} on another contact; ${failed} sessions failed in the driver (${r.seconds.toFixed(0)} s) |`);
   } finally {
     await stack.stop();
   }
 }
 await browser.close();
 console.error("module...");
-rows.push(...rowsOf(run("node", ["scripts/bench-module.mjs"])));
+add(...rowsOf(run("node", ["scripts/bench-module.mjs"], { HSQ_BIN_PROFILE: "release" })));
 console.error("relay...");
-rows.push(...rowsOf(run("cargo", ["run", "--release", "--quiet", "-p", "hsq-relay", "--example", "bench", "--", ...(process.env.BENCH_SYNC ? [] : ["--skip-sync"])])));
+add(...rowsOf(run("cargo", ["run", "--release", "--quiet", "-p", "hsq-relay", "--example", "bench", "--", ...(process.env.BENCH_SYNC ? [] : ["--skip-sync"])])));
 
 const cpu = os.cpus()[0]?.model?.trim() || "unknown CPU";
 console.log(`Measured ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} cores (${cpu}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()}:\n`);

@@ -43,9 +43,12 @@ export async function startServer(bin, args = [], env = {}) {
   };
 }
 
-/** The simulator (debug build), with rate limiting off unless the test asks for it. */
+/** Which cargo build the servers come from: debug for tests; `npm run bench` sets HSQ_BIN_PROFILE=release. */
+const binPath = (name) => path.join(ROOT, "target", process.env.HSQ_BIN_PROFILE || "debug", name);
+
+/** The simulator, with rate limiting off unless the test asks for it. */
 export function startSim(args = []) {
-  const bin = path.join(ROOT, "target", "debug", "hubspot-sim");
+  const bin = binPath("hubspot-sim");
   const hasRate = args.includes("--rate-limit");
   return startServer(bin, ["--addr", "127.0.0.1:0", "--portal-id", "1234567", "--token", "T", ...(hasRate ? [] : ["--rate-limit", "0"]), ...args]);
 }
@@ -133,12 +136,12 @@ export function waitHits(simUrl, n) {
 export const ADMIN_TOKEN = "admin-token-for-tests-0123456789";
 export const ASSERTION_SECRET = "test-assertion-secret-0123456789abcdef";
 
-/** The relay (debug build) in front of `simUrl`, with a fresh SQLite file. */
+/** The relay in front of `simUrl`, with a fresh SQLite file. */
 export async function startRelay(simUrl, env = {}) {
   const { mkdtempSync } = await import("node:fs");
   const { tmpdir } = await import("node:os");
   const dir = mkdtempSync(path.join(tmpdir(), "hsq-relay-"));
-  const relay = await startServer(path.join(ROOT, "target", "debug", "hsq-relay"), ["serve"], {
+  const relay = await startServer(binPath("hsq-relay"), ["serve"], {
     HUBSPOT_ACCESS_TOKEN: "T",
     HUBSPOT_API_BASE: simUrl,
     HSQ_ADDR: "127.0.0.1:0",
