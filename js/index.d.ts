@@ -65,7 +65,6 @@ export declare class StableIdentity {
   refresh(assertion?: string): Promise<Ticket | null>;
   /** Logout: forget the ticket, clear HubSpot's cookies and visitor, reset the chat. */
   reset(): void;
-  free(): void;
 }
 
 /** Fetches and compiles the wasm ahead of `start` (optional). */

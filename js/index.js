@@ -2,7 +2,7 @@
 // storage, fetch, tracker and chat loading); every decision comes from the Rust core compiled to
 // wasm (src/core, through src/wasm.rs). Nothing here throws into the page from a queue callback
 // or leaves a promise rejection unhandled.
-import init, { Core, checkOptions, jwsPayload } from "./hsq_identity.js";
+import init, { call } from "./hsq_identity.js";
 
 const F = "\x1f", R = "\x1e", P = "\x1d"; // the core's field, record and part separators
 const CACHE_KEY = "hsq-identity:ticket";
@@ -103,7 +103,8 @@ function kindOf(v) {
 /** `sub` and `email` from an assertion's payload (unverified: the relay verifies). */
 function claims(token) {
   return quiet(() => {
-    const p = JSON.parse(jwsPayload(token));
+    const b64 = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const p = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))));
     return typeof p.sub === "string" && typeof p.email === "string" ? { sub: p.sub, email: p.email.trim().toLowerCase() } : null;
   }) ?? null;
 }
@@ -131,6 +132,37 @@ function decodePlan(s) {
   };
 }
 
+/** One call of the wasm core: fields in, text out (src/core/wire.rs lists the calls). Strings lose
+ * the separators; numbers go as whole ms, anything else as empty ("none"). */
+function run(fields) {
+  const out = call(fields.map((v) => (typeof v === "string" ? v.replace(/[\x1d-\x1f]/g, "") : typeof v === "number" && v >= 0 && v < 1e15 ? Math.round(v) : v === true ? "1" : "")).join(F));
+  if (out[0] === "!") throw new Error(out.slice(1));
+  return out;
+}
+
+/** One page's identity state machine in the core, behind its handle. Plans come back encoded. */
+class Core {
+  constructor(sub, email) {
+    this.h = +run(["n", sub, email]);
+  }
+  #q(now) {
+    return run(["q", this.h, now ?? Date.now()]).split(F);
+  }
+  sub = () => this.#q()[4];
+  holding = (now) => !!this.#q(now)[0];
+  safeEmail = (now) => this.#q(now)[1] || null;
+  leaseId = () => this.#q()[2] || null;
+  leaseUntil = () => +(this.#q()[3] || NaN);
+  begin = (...a) => run(["b", this.h, ...a]);
+  ticket = (...a) => run(["t", this.h, ...a]);
+  error = (why, now) => run(["e", this.h, why, now]);
+  tick = (now) => run(["k", this.h, now]);
+  refresh = (sub, email) => run(["r", this.h, sub, email]);
+  hide = () => run(["p", this.h]);
+  reset = () => run(["z", this.h]);
+  free = () => run(["x", this.h]);
+}
+
 const num = (n) => (typeof n === "number" ? n : NaN);
 const str = (s) => (typeof s === "string" ? s : undefined);
 
@@ -153,7 +185,7 @@ export class StableIdentity {
       })
       .join(R);
     const meta = metaContent("hsq-assertion");
-    const out = checkOptions(spec, meta !== null);
+    const out = call("o" + F + (meta !== null ? "1" : "") + F + spec);
     if (out[0] === "!") throw new TypeError(out.slice(1));
     const hs = new StableIdentity(Object.fromEntries(out.split(R).map((r) => r.split(F))), options, meta);
     const token = await hs.#token().catch((e) => {
@@ -501,7 +533,7 @@ export class StableIdentity {
           if (res.status !== 200 || !t || typeof t.id !== "string" || typeof t.state !== "string")
             throw new Error("the relay answered " + res.status + (t && t.message ? ": " + t.message : ""));
           if (this.#core !== before) continue; // reset or another user meanwhile
-          plan = before.ticket(t.id, str(t.email), t.state, str(t.leaseId), num(t.emailValidUntil), !!t.rotateUtk, str(t.chat?.email), str(t.chat?.token), num(t.now), Date.now());
+          plan = before.ticket(t.id, str(t.email), t.state, str(t.leaseId), num(t.emailValidUntil) * 1000, !!t.rotateUtk, str(t.chat?.email), str(t.chat?.token), num(t.now) * 1000, Date.now());
           if (t.id === before.sub()) this.#ticket = t;
         } catch (e) {
           if (this.#core !== before) continue;

@@ -4,9 +4,8 @@
 //! - [`ticket`]: the relay's ticket and the ticket cache rules.
 //! - [`session`]: the rule of DESIGN.md section 2 as a state machine: which identity to push, when
 //!   to hold hits and release them, when to renew, poll and release leases.
-//! - [`jws`]: reading (not verifying) an assertion's claims.
+//! - [`wire`]: the calls the JS shell makes, as strings in and out.
 
-pub mod jws;
 pub mod options;
 pub mod session;
 pub mod ticket;

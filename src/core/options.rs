@@ -1,12 +1,12 @@
 //! Validation of the options of `StableIdentity.start`. A bad option rejects `start` with a message
 //! that names the option and what was expected.
 
-use alloc::string::{String, ToString};
+use alloc::string::String;
 /// An option value as the shell saw it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Val {
+pub enum Val<'a> {
     Undefined,
-    Str(String),
+    Str(&'a str),
     Num(f64),
     Bool(bool),
     Func,
@@ -14,7 +14,7 @@ pub enum Val {
     Other(&'static str),
 }
 
-impl Val {
+impl Val<'_> {
     fn kind(&self) -> &'static str {
         match self {
             Val::Undefined => "undefined",
@@ -27,10 +27,10 @@ impl Val {
     }
 }
 
-/// Where the assertion comes from.
-#[derive(Debug, Clone, PartialEq)]
+/// Where the assertion comes from (the shell keeps the token itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AssertionSource {
-    Token(String),
+    Token,
     Function,
     /// `<meta name="hsq-assertion" content="...">`
     Meta,
@@ -52,11 +52,11 @@ pub enum Storage {
 
 /// Validated options.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Options {
-    pub relay_url: String,
+pub struct Options<'a> {
+    pub relay_url: &'a str,
     pub assertion: AssertionSource,
     pub portal_id: Option<String>,
-    pub tracker_url: Option<String>,
+    pub tracker_url: Option<&'a str>,
     pub guard: bool,
     pub chat: bool,
     pub consent: Consent,
@@ -76,6 +76,7 @@ pub fn whole_number(s: &str) -> Option<f64> {
 /// The option names `start` takes.
 pub const KEYS: [&str; 10] =
     ["relayUrl", "assertion", "portalId", "trackerUrl", "guard", "chat", "consent", "storage", "timeoutMs", "onEvent"];
+const KEY_LIST: &str = "relayUrl, assertion, portalId, trackerUrl, guard, chat, consent, storage, timeoutMs, onEvent";
 
 fn bad(key: &str, expected: &str, got: &Val) -> String {
     let mut m = String::from("hsq-identity: option `");
@@ -85,8 +86,13 @@ fn bad(key: &str, expected: &str, got: &Val) -> String {
     m.push_str(", got ");
     match got {
         Val::Str(s) => {
+            // At most 40 bytes of it, cut at a character boundary.
+            let mut end = s.len().min(40);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
             m.push('"');
-            m.push_str(&s.chars().take(40).collect::<String>());
+            m.push_str(s.get(..end).unwrap_or_default());
             m.push('"');
         }
         other => m.push_str(other.kind()),
@@ -94,11 +100,11 @@ fn bad(key: &str, expected: &str, got: &Val) -> String {
     m
 }
 
-fn get<'a>(fields: &'a [(String, Val)], key: &str) -> &'a Val {
-    fields.iter().find(|(k, _)| k == key).map(|(_, v)| v).unwrap_or(&Val::Undefined)
+fn get<'a, 'v>(fields: &'a [(&str, Val<'v>)], key: &str) -> &'a Val<'v> {
+    fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v).unwrap_or(&Val::Undefined)
 }
 
-fn flag(fields: &[(String, Val)], key: &str, default: bool) -> Result<bool, String> {
+fn flag(fields: &[(&str, Val)], key: &str, default: bool) -> Result<bool, String> {
     match get(fields, key) {
         Val::Undefined => Ok(default),
         Val::Bool(b) => Ok(*b),
@@ -107,20 +113,20 @@ fn flag(fields: &[(String, Val)], key: &str, default: bool) -> Result<bool, Stri
 }
 
 /// Checks every option; `has_meta` says whether the page has an assertion `<meta>` tag.
-pub fn validate(fields: &[(String, Val)], has_meta: bool) -> Result<Options, String> {
-    if let Some((k, _)) = fields.iter().find(|(k, _)| !KEYS.contains(&k.as_str())) {
+pub fn validate<'v>(fields: &[(&str, Val<'v>)], has_meta: bool) -> Result<Options<'v>, String> {
+    if let Some((k, _)) = fields.iter().find(|(k, _)| !KEYS.contains(k)) {
         let mut m = String::from("hsq-identity: unknown option `");
         m.push_str(k);
         m.push_str("`; known options: ");
-        m.push_str(&KEYS.join(", "));
+        m.push_str(KEY_LIST);
         return Err(m);
     }
     let relay_url = match get(fields, "relayUrl") {
-        Val::Str(s) if !s.trim().is_empty() => s.trim().to_string(),
+        Val::Str(s) if !s.trim_ascii().is_empty() => s.trim_ascii(),
         other => return Err(bad("relayUrl", "the relay's identity URL, e.g. \"/hsq/v1/identity\"", other)),
     };
     let assertion = match get(fields, "assertion") {
-        Val::Str(s) if s.split('.').count() == 3 => AssertionSource::Token(s.clone()),
+        Val::Str(s) if s.bytes().filter(|b| *b == b'.').count() == 2 => AssertionSource::Token,
         Val::Func => AssertionSource::Function,
         Val::Undefined if has_meta => AssertionSource::Meta,
         other => {
@@ -133,26 +139,26 @@ pub fn validate(fields: &[(String, Val)], has_meta: bool) -> Result<Options, Str
     };
     let portal_id = match get(fields, "portalId") {
         Val::Undefined => None,
-        Val::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => Some(s.clone()),
+        Val::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => Some(String::from(*s)),
         Val::Num(n) if *n >= 1.0 && *n < 1e15 && *n == (*n as u64) as f64 => Some(super::wire::int(*n)),
         other => return Err(bad("portalId", "your HubSpot account id (digits)", other)),
     };
     let tracker_url = match get(fields, "trackerUrl") {
         Val::Undefined => None,
-        Val::Str(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Val::Str(s) if !s.trim_ascii().is_empty() => Some(s.trim_ascii()),
         other => return Err(bad("trackerUrl", "a script URL", other)),
     };
     let consent = match get(fields, "consent") {
         Val::Undefined => Consent::HubSpot,
-        Val::Str(s) if s == "hubspot" => Consent::HubSpot,
-        Val::Str(s) if s == "granted" => Consent::Granted,
+        Val::Str("hubspot") => Consent::HubSpot,
+        Val::Str("granted") => Consent::Granted,
         other => return Err(bad("consent", "\"hubspot\" or \"granted\"", other)),
     };
     let storage = match get(fields, "storage") {
         Val::Undefined => Storage::Session,
-        Val::Str(s) if s == "session" => Storage::Session,
-        Val::Str(s) if s == "local" => Storage::Local,
-        Val::Str(s) if s == "none" => Storage::None,
+        Val::Str("session") => Storage::Session,
+        Val::Str("local") => Storage::Local,
+        Val::Str("none") => Storage::None,
         other => return Err(bad("storage", "\"session\", \"local\" or \"none\"", other)),
     };
     let timeout_ms = match get(fields, "timeoutMs") {
@@ -183,42 +189,56 @@ pub fn validate(fields: &[(String, Val)], has_meta: bool) -> Result<Options, Str
 mod tests {
     use super::*;
 
-    fn f(pairs: &[(&str, Val)]) -> Vec<(String, Val)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    fn f<'a>(pairs: &[(&'a str, Val<'a>)]) -> Vec<(&'a str, Val<'a>)> {
+        pairs.to_vec()
+    }
+
+    #[test]
+    fn the_key_list_in_messages_names_every_key() {
+        assert_eq!(KEYS.join(", "), KEY_LIST);
+    }
+
+    #[test]
+    fn a_long_value_is_cut_at_a_character_boundary() {
+        let long = "ééééééééééééééééééééééééé"; // 25 two-byte characters
+        let m = bad("trackerUrl", "a script URL", &Val::Str(long));
+        assert!(m.ends_with(&format!("got \"{}\"", &long[..40])), "{m}");
+        let odd = "aéééééééééééééééééééééééé"; // byte 40 falls inside a character
+        assert!(bad("trackerUrl", "a script URL", &Val::Str(odd)).ends_with(&format!("got \"{}\"", &odd[..39])));
     }
 
     #[test]
     fn defaults_fill_what_is_left_out() {
-        let o = validate(&f(&[("relayUrl", Val::Str("/hsq/v1/identity".into())), ("assertion", Val::Str("a.b.c".into()))]), false).unwrap();
+        let o = validate(&f(&[("relayUrl", Val::Str("/hsq/v1/identity")), ("assertion", Val::Str("a.b.c"))]), false).unwrap();
         assert_eq!((o.guard, o.chat, o.consent, o.storage, o.timeout_ms), (true, false, Consent::HubSpot, Storage::Session, 3000.0));
-        assert_eq!(o.assertion, AssertionSource::Token("a.b.c".into()));
+        assert_eq!(o.assertion, AssertionSource::Token);
     }
 
     #[test]
     fn each_bad_option_is_named_with_what_was_expected() {
-        let base = || vec![("relayUrl".to_string(), Val::Str("/r".into())), ("assertion".to_string(), Val::Func)];
+        let base = || vec![("relayUrl", Val::Str("/r")), ("assertion", Val::Func)];
         let cases: Vec<(&str, Val, &str)> = vec![
             ("relayUrl", Val::Num(3.0), "`relayUrl` must be the relay's identity URL"),
-            ("assertion", Val::Str("nope".into()), "`assertion` must be a compact JWS"),
-            ("portalId", Val::Str("12ab".into()), "`portalId` must be your HubSpot account id (digits), got \"12ab\""),
-            ("guard", Val::Str("yes".into()), "`guard` must be true or false"),
+            ("assertion", Val::Str("nope"), "`assertion` must be a compact JWS"),
+            ("portalId", Val::Str("12ab"), "`portalId` must be your HubSpot account id (digits), got \"12ab\""),
+            ("guard", Val::Str("yes"), "`guard` must be true or false"),
             ("chat", Val::Num(1.0), "`chat` must be true or false, got a number"),
-            ("consent", Val::Str("maybe".into()), "`consent` must be \"hubspot\" or \"granted\""),
-            ("storage", Val::Str("cookie".into()), "`storage` must be \"session\", \"local\" or \"none\""),
+            ("consent", Val::Str("maybe"), "`consent` must be \"hubspot\" or \"granted\""),
+            ("storage", Val::Str("cookie"), "`storage` must be \"session\", \"local\" or \"none\""),
             ("timeoutMs", Val::Num(-5.0), "`timeoutMs` must be a number of milliseconds"),
-            ("onEvent", Val::Str("x".into()), "`onEvent` must be a function"),
-            ("relyUrl", Val::Str("/r".into()), "unknown option `relyUrl`"),
+            ("onEvent", Val::Str("x"), "`onEvent` must be a function"),
+            ("relyUrl", Val::Str("/r"), "unknown option `relyUrl`"),
         ];
         for (key, val, want) in cases {
             let mut fields = base();
-            fields.retain(|(k, _)| k != key);
-            fields.push((key.to_string(), val));
+            fields.retain(|(k, _)| *k != key);
+            fields.push((key, val));
             let err = validate(&fields, false).unwrap_err();
             assert!(err.contains(want), "{key}: {err}");
         }
-        let err = validate(&f(&[("relayUrl", Val::Str("/r".into()))]), false).unwrap_err();
+        let err = validate(&f(&[("relayUrl", Val::Str("/r"))]), false).unwrap_err();
         assert!(err.contains("`assertion`"), "{err}");
-        assert_eq!(validate(&f(&[("relayUrl", Val::Str("/r".into()))]), true).unwrap().assertion, AssertionSource::Meta);
-        assert_eq!(validate(&f(&[("relayUrl", Val::Str("/r".into())), ("assertion", Val::Func), ("portalId", Val::Num(1234567.0))]), false).unwrap().portal_id.as_deref(), Some("1234567"));
+        assert_eq!(validate(&f(&[("relayUrl", Val::Str("/r"))]), true).unwrap().assertion, AssertionSource::Meta);
+        assert_eq!(validate(&f(&[("relayUrl", Val::Str("/r")), ("assertion", Val::Func), ("portalId", Val::Num(1234567.0))]), false).unwrap().portal_id.as_deref(), Some("1234567"));
     }
 }

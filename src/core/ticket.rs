@@ -62,6 +62,22 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// A ticket with only what every ticket has; the rest is none.
+    pub fn new(id: String, state: State, email: Option<String>) -> Ticket {
+        Ticket {
+            id,
+            contact_id: None,
+            email,
+            state,
+            lease_id: None,
+            email_valid_until: None,
+            exp: 0.0,
+            rotate_utk: false,
+            chat: None,
+            lease_until_local: None,
+        }
+    }
+
     /// Sets `lease_until_local` from the answer's arrival. `server_now` is the relay's clock (s)
     /// when it answered, if it said; otherwise the page's clock is taken as the relay's.
     pub fn anchor(&mut self, arrived_local_ms: f64, server_now: Option<f64>) {
