@@ -1,4 +1,4 @@
-// Types of the hsq-identity package (written by hand: the wasm exports are untyped JsValues).
+// Types of the hsq-identity package, written by hand: the wasm underneath takes text calls only.
 
 /** What the relay answers (DESIGN.md section 5). */
 export interface Ticket {
