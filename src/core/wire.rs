@@ -399,6 +399,36 @@ mod tests {
     }
 
     #[test]
+    fn no_input_makes_a_call_panic() {
+        // Calls of every op with fields drawn from pieces that matter to the parser (handles,
+        // separators, states, multi-byte text, long digit runs), by a fixed pseudo-random sequence.
+        let ops = ["o", "n", "b", "t", "e", "k", "r", "p", "z", "q", "x", "w", ""];
+        let pieces = [
+            "0", "1", "2", "", "\u{1e}", "\u{1d}", "é", "confirmed", "pending", "u_1", "a@x.io", "1000", "999999999999999",
+            "1234567890123456789", "-5", "2.5", "relayUrl\u{1f}string\u{1f}/r", "timeoutMs\u{1f}number\u{1f}",
+        ];
+        let mut host = Host::default();
+        let (mut seed, mut driven): (u64, u32) = (0x9e37_79b9_7f4a_7c15, 0);
+        let mut next = |n: usize| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize % n
+        };
+        for _ in 0..20_000 {
+            let op = ops[next(ops.len())];
+            let mut input = String::from(op);
+            for _ in 0..next(13) {
+                input.push(FIELD);
+                input.push_str(pieces[next(pieces.len())]);
+            }
+            let out = host.call(&input);
+            if !out.starts_with('!') && !matches!(op, "o" | "n" | "x") {
+                driven += 1;
+            }
+        }
+        assert!(driven > 500, "the sequence drove sessions, not only refusals: {driven}");
+    }
+
+    #[test]
     fn calls_the_core_cannot_read_are_refused_with_why() {
         let mut host = Host::default();
         call(&mut host, &["n", "u_1", "a@x.io"]);
