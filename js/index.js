@@ -145,14 +145,15 @@ class Core {
   constructor(sub, email) {
     this.h = +run(["n", sub, email]);
   }
-  #q(now) {
-    return run(["q", this.h, now ?? Date.now()]).split(F);
+  /** Everything the shell reads of a session at `now`, in one call. */
+  state(now = Date.now()) {
+    const [holding, email, leaseId, until, sub] = run(["q", this.h, now]).split(F);
+    return { holding: !!holding, safeEmail: email || null, leaseId: leaseId || null, leaseUntil: +(until || NaN), sub };
   }
-  sub = () => this.#q()[4];
-  holding = (now) => !!this.#q(now)[0];
-  safeEmail = (now) => this.#q(now)[1] || null;
-  leaseId = () => this.#q()[2] || null;
-  leaseUntil = () => +(this.#q()[3] || NaN);
+  sub = () => this.state().sub;
+  holding = (now) => this.state(now).holding;
+  leaseId = () => this.state().leaseId;
+  leaseUntil = () => this.state().leaseUntil;
   begin = (...a) => run(["b", this.h, ...a]);
   ticket = (...a) => run(["t", this.h, ...a]);
   error = (why, now) => run(["e", this.h, why, now]);
@@ -359,12 +360,13 @@ export class StableIdentity {
    * the tracker carries an email without a live lease, entries are held, in order. */
   #filter(entry) {
     const now = Date.now();
+    const st = this.#core && this.#core.state(now); // one call into the core per entry
     let out = entry, guard = null;
     if (this.#o.guard === "true" && Array.isArray(entry) && entry[0] === "identify" && entry[1] && typeof entry[1] === "object") {
       const copy = Object.assign({}, entry[1]);
       const given = typeof copy.email === "string" ? copy.email : null;
-      const email = (this.#core && this.#core.safeEmail(now)) || null;
-      if (this.#core) copy.id = this.#core.sub();
+      const email = st ? st.safeEmail : null;
+      if (st) copy.id = st.sub;
       else delete copy.id;
       if (email) copy.email = email;
       else delete copy.email;
@@ -375,7 +377,7 @@ export class StableIdentity {
     // automatic view among them: HubSpot calls the consent listener while it drains the queue,
     // after it took the queued entries, so an identify pushed then would only follow the view.
     // Held, the view goes out after the identify, with the email when the relay confirms it.
-    if ((this.#core && (this.#settling || this.#core.holding(now))) || this.#held.length) {
+    if ((st && (this.#settling || st.holding)) || this.#held.length) {
       if (this.#held.length >= HELD_MAX) this.#held.shift();
       // A held page view keeps the path it was made on, even if it goes out from another page.
       const last = this.#held[this.#held.length - 1];
@@ -426,6 +428,7 @@ export class StableIdentity {
   #apply(encoded) {
     const p = decodePlan(encoded);
     const core = this.#core;
+    const st = core ? core.state() : null; // the session after this plan, read once
     const sends = [];
     let events = p.events;
     if (p.releaseLease) this.#releaseLease(p.releaseLease, false);
@@ -434,7 +437,7 @@ export class StableIdentity {
       deleteHubSpotCookies();
       if (window._hstc_ran) sends.push(["resetVisitor"]); // the tracker already read the old cookies
     }
-    if (p.identify && core) sends.push(["identify", p.identify === "-" ? { id: core.sub() } : { id: core.sub(), email: p.identify }]);
+    if (p.identify && st) sends.push(["identify", p.identify === "-" ? { id: st.sub } : { id: st.sub, email: p.identify }]);
     const release = p.releaseHeld ? this.#held.length : 0;
     if (p.releaseHeld) this.#settling = false; // the relay answered
     if (release) events = events.filter((e) => e.type !== "release").concat([{ type: "release", count: release }]);
@@ -443,7 +446,7 @@ export class StableIdentity {
       this.#chatAs = p.chatEmail;
       loadChat(p.chatEmail, p.chatToken, reload);
     }
-    if (this.#ticket && core) this.#cache({ ...this.#ticket, leaseUntilLocal: quiet(() => core.leaseUntil()) });
+    if (this.#ticket && st) this.#cache({ ...this.#ticket, leaseUntilLocal: st.leaseUntil });
     const now = Date.now();
     const askIn = p.renewAt !== null ? p.renewAt - now : p.pollIn;
     if (askIn !== null) {
@@ -452,7 +455,7 @@ export class StableIdentity {
     }
     // A timer for the moment hits must stop, if that is still to come (once past, the ask above
     // is what ends the hold).
-    const until = core ? core.leaseUntil() : NaN;
+    const until = st ? st.leaseUntil : NaN;
     if (!isNaN(until) && until - HOLD_MARGIN >= now) {
       clearTimeout(this.#tickTimer);
       this.#tickTimer = setTimeout(() => this.#tick(), until - HOLD_MARGIN - now + 1);
