@@ -23,6 +23,9 @@ pub fn router() -> Router<AppState> {
         .route("/__sim/reset", post(reset))
         .route("/__sim/config", get(config).post(set_config))
         .route("/__sim/faults", get(list_faults).post(add_fault).delete(clear_faults))
+        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            HsError::method_not_allowed(&method, uri.path())
+        })
         .layer(axum::middleware::from_fn(cors))
 }
 
