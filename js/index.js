@@ -328,13 +328,19 @@ export class StableIdentity {
     }, LEAVE_WAIT);
   }
 
-  /** Back from the back-forward cache: this page sends what it held itself, so the copy stored
-   * for a next page goes, and hits wait for a new lease. */
+  /** Back from the back-forward cache: what this page handed over at page hide and no next page
+   * took is this page's again (a page that took it sent it); hits wait for a new lease. */
   #back() {
     this.#leaving = false;
     clearTimeout(this.#leaveTimer);
-    if (this.#o.storage !== "none") quiet(() => store(this.#o.storage).removeItem(HELD_KEY));
+    if (this.#o.storage !== "none") {
+      const kept = quiet(() => JSON.parse(store(this.#o.storage).getItem(HELD_KEY)));
+      quiet(() => store(this.#o.storage).removeItem(HELD_KEY));
+      if (Array.isArray(kept)) this.#held = kept.concat(this.#held);
+    }
+    this.#watchLeave();
     this.#tick();
+    this.#flush();
   }
 
   async #token() {
@@ -519,8 +525,13 @@ export class StableIdentity {
     // Entries still held would die with the page: the next page of this tab sends them, after
     // consent there. So do entries a previous page left that this one has not passed on yet (it
     // went away before consent or the relay's first answer).
+    // They are handed over: kept here too, a page back from the back-forward cache would send
+    // them a second time.
     const keep = this.#restored.concat(this.#held).filter((e) => Array.isArray(e));
-    if (keep.length && this.#o.storage !== "none") quiet(() => store(this.#o.storage).setItem(HELD_KEY, JSON.stringify(keep)));
+    if (keep.length && this.#o.storage !== "none" && quiet(() => (store(this.#o.storage).setItem(HELD_KEY, JSON.stringify(keep)), true))) {
+      this.#held = [];
+      this.#restored = [];
+    }
   }
 
   /** Consent given (or not needed): the first decision, then the relay. */
