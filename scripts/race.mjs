@@ -28,7 +28,8 @@ const TRACE = "hsq-race:trace:"; // session storage keys of the page's trace, on
  * `answered` / `failed` (how that image request ended; neither when the page went first), `module`
  * (the module's onEvent, which the demo re-dispatches as an `hsq` DOM event: held entries
  * released, identified, ...), `stored` / `restored` (held entries the module keeps in session
- * storage for the tab's next page, and reads back there), `pagehide`.
+ * storage for the tab's next page, and reads back there), `tracker` (its script ran), `load`,
+ * `pagehide`. (No beforeunload listener: one makes every navigation wait for the page's answer.)
  */
 function pageTrace({ tab, prefix }) {
   const doc = Math.random().toString(36).slice(2, 7);
@@ -42,7 +43,6 @@ function pageTrace({ tab, prefix }) {
   };
   log("document", {});
   addEventListener("load", () => log("load", {}));
-  addEventListener("beforeunload", () => log("beforeunload", {}));
   addEventListener("pagehide", () => log("pagehide", {}));
   // The tracker marks itself with window._hstc_ran when its script runs (it drains _hsq at load).
   let ran;
