@@ -10,6 +10,7 @@ const HELD_KEY = "hsq-identity:held"; // entries still held when a page went awa
 const HELD_MAX = 1000; // held entries beyond this drop oldest first
 const HOLD_MARGIN = 5000; // as the core's HOLD_MARGIN_MS
 const RELEASE_GRACE = 10000; // a lease given back on page hide lives this long at the relay (at least)
+const LEAVE_WAIT = 10000; // after beforeunload, held entries stay held this long if the page stays
 const HUBSPOT_COOKIES = ["hubspotutk", "__hstc", "__hssc", "__hssrc"];
 
 let ready = null;
@@ -198,7 +199,7 @@ export class StableIdentity {
     hs.#send = hookQueue((e) => hs.#filter(e));
     hs.#restoreHeld();
     addEventListener("pagehide", () => quiet(() => hs.#hide()));
-    addEventListener("pageshow", (e) => quiet(() => e.persisted && hs.#tick()));
+    addEventListener("pageshow", (e) => quiet(() => e.persisted && hs.#back()));
     if (hs.#o.chat === "true") chatSettings(null, null);
     if (hs.#o.consent === "granted") await hs.#begin(true);
     else {
@@ -222,6 +223,9 @@ export class StableIdentity {
   #pins = new WeakSet(); #pathSent = false;
   #settling = true; // until consent and the relay's first answer (or the timeout)
   #lastHit = 0; #flushTimer = 0;
+  // From beforeunload (a navigation away has begun) until the page is hidden: held entries stay
+  // held, for the next page. A hit the tracker fires now would be cancelled with the page.
+  #leaving = false; #leaveTimer = 0; #onLeave = () => quiet(() => this.#leave());
 
   constructor(o, options, meta) {
     this.#o = o;
@@ -301,6 +305,42 @@ export class StableIdentity {
     const kept = quiet(() => JSON.parse(store(this.#o.storage).getItem(HELD_KEY)));
     quiet(() => store(this.#o.storage).removeItem(HELD_KEY));
     if (Array.isArray(kept)) this.#restored = kept;
+    this.#watchLeave();
+  }
+
+  /** Listens for beforeunload only while entries are held (the listener costs Firefox's
+   * back-forward cache, so it is not kept for nothing). */
+  #watchLeave() {
+    const want = this.#held.length > 0 || this.#restored.length > 0;
+    quiet(() => (want ? addEventListener : removeEventListener)("beforeunload", this.#onLeave));
+  }
+
+  /** A navigation away has begun: what is held now stays held, and goes to the next page at page
+   * hide. Released now, the tracker's image request would die with this page (the 100-user race
+   * lost a view that way). If the page stays after all (a download, a cancelled navigation), the
+   * entries go after LEAVE_WAIT. */
+  #leave() {
+    this.#leaving = true;
+    clearTimeout(this.#leaveTimer);
+    this.#leaveTimer = setTimeout(() => {
+      this.#leaving = false;
+      this.#flush();
+    }, LEAVE_WAIT);
+  }
+
+  /** Back from the back-forward cache: what this page handed over at page hide and no next page
+   * took is this page's again (a page that took it sent it); hits wait for a new lease. */
+  #back() {
+    this.#leaving = false;
+    clearTimeout(this.#leaveTimer);
+    if (this.#o.storage !== "none") {
+      const kept = quiet(() => JSON.parse(store(this.#o.storage).getItem(HELD_KEY)));
+      quiet(() => store(this.#o.storage).removeItem(HELD_KEY));
+      if (Array.isArray(kept)) this.#held = kept.concat(this.#held);
+    }
+    this.#watchLeave();
+    this.#tick();
+    this.#flush();
   }
 
   async #token() {
@@ -377,7 +417,7 @@ export class StableIdentity {
     // automatic view among them: HubSpot calls the consent listener while it drains the queue,
     // after it took the queued entries, so an identify pushed then would only follow the view.
     // Held, the view goes out after the identify, with the email when the relay confirms it.
-    if ((st && (this.#settling || st.holding)) || this.#held.length) {
+    if ((st && (this.#settling || st.holding || this.#leaving)) || this.#held.length) {
       if (this.#held.length >= HELD_MAX) this.#held.shift();
       // A held page view keeps the path it was made on, even if it goes out from another page.
       const last = this.#held[this.#held.length - 1];
@@ -388,6 +428,7 @@ export class StableIdentity {
       }
       this.#held.push(out);
       out = undefined;
+      if (this.#held.length === 1) this.#watchLeave();
     }
     if (guard) this.#emit([guard]);
     return out;
@@ -412,11 +453,12 @@ export class StableIdentity {
 
   /** Sends held entries, in order, unless the page must hold them. */
   #flush() {
-    while (this.#held.length && !(this.#core && (this.#settling || this.#core.holding(Date.now())))) {
+    while (this.#held.length && !this.#leaving && !(this.#core && (this.#settling || this.#core.holding(Date.now())))) {
       const e = this.#held.shift();
       this.#out(e);
       if (this.#held[0] === e) return; // it waits a moment (see #out)
     }
+    if (!this.#held.length) this.#watchLeave();
   }
 
   #push(entry) {
@@ -438,7 +480,7 @@ export class StableIdentity {
       if (window._hstc_ran) sends.push(["resetVisitor"]); // the tracker already read the old cookies
     }
     if (p.identify && st) sends.push(["identify", p.identify === "-" ? { id: st.sub } : { id: st.sub, email: p.identify }]);
-    const release = p.releaseHeld ? this.#held.length : 0;
+    const release = p.releaseHeld && !this.#leaving ? this.#held.length : 0;
     if (p.releaseHeld) this.#settling = false; // the relay answered
     if (release) events = events.filter((e) => e.type !== "release").concat([{ type: "release", count: release }]);
     if (this.#o.chat === "true" && p.chatEmail && this.#chatAs !== p.chatEmail) {
@@ -480,9 +522,16 @@ export class StableIdentity {
     if (lease) this.#releaseLease(lease, true);
     this.#apply(p.split(F).map((f, i) => (i === 5 ? "" : f)).join(F));
     if (this.#ticket && !isNaN(until)) this.#cache({ ...this.#ticket, leaseUntilLocal: until });
-    // Entries still held would die with the page: the next page of this tab sends them.
-    const keep = this.#held.filter((e) => Array.isArray(e));
-    if (keep.length && this.#consented && this.#o.storage !== "none") quiet(() => store(this.#o.storage).setItem(HELD_KEY, JSON.stringify(keep)));
+    // Entries still held would die with the page: the next page of this tab sends them, after
+    // consent there. So do entries a previous page left that this one has not passed on yet (it
+    // went away before consent or the relay's first answer).
+    // They are handed over: kept here too, a page back from the back-forward cache would send
+    // them a second time.
+    const keep = this.#restored.concat(this.#held).filter((e) => Array.isArray(e));
+    if (keep.length && this.#o.storage !== "none" && quiet(() => (store(this.#o.storage).setItem(HELD_KEY, JSON.stringify(keep)), true))) {
+      this.#held = [];
+      this.#restored = [];
+    }
   }
 
   /** Consent given (or not needed): the first decision, then the relay. */
@@ -500,6 +549,7 @@ export class StableIdentity {
     // What the previous page of this tab held, then what this page held waiting for consent.
     const waited = this.#held.splice(0);
     for (const e of this.#restored.splice(0).concat(waited)) this.#push(e);
+    this.#watchLeave();
     if (fromCache) return this.#insertTracker(); // the renewal is scheduled
     // The tracker and held entries (and an anonymous chat, if the email is not confirmed by then)
     // wait for the relay's first answer or the timeout; `start` waits too unless consent came later.
