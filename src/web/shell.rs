@@ -25,6 +25,8 @@ const HELD_KEY: &str = "hsq-identity:held";
 const HELD_MAX: usize = 1000;
 /// A lease given back on page hide lives this long at the relay (at least).
 const RELEASE_GRACE_MS: f64 = 10_000.0;
+/// After `beforeunload`, held entries stay held this long if the page stays.
+const LEAVE_WAIT_MS: f64 = 10_000.0;
 
 /// The validated options the shell keeps.
 #[derive(Debug)]
@@ -75,6 +77,12 @@ pub struct Shell {
     /// Until consent and the relay's first answer (or the timeout).
     settling: Cell<bool>,
     last_hit: Cell<f64>,
+    /// From `beforeunload` (a navigation away has begun) until the page is hidden: held entries
+    /// stay held, for the next page. A hit the tracker fired now would be cancelled with the page.
+    leaving: Cell<bool>,
+    leave_timer: Cell<f64>,
+    /// The `beforeunload` listener, added only while entries are held.
+    on_leave: RefCell<Option<JsValue>>,
 }
 
 /// Whether a `_hsq` entry sends a hit.
@@ -206,6 +214,13 @@ impl Shell {
             path_sent: Cell::new(false),
             settling: Cell::new(true),
             last_hit: Cell::new(0.0),
+            leaving: Cell::new(false),
+            leave_timer: Cell::new(0.0),
+            on_leave: RefCell::new(None),
+        });
+        *hs.on_leave.borrow_mut() = Some({
+            let hs = hs.clone();
+            Closure::<dyn Fn()>::new(move || hs.leave()).into_js_value()
         });
         let consent = o.consent;
         let token = hs.token().await.map_err(|e| {
@@ -232,7 +247,7 @@ impl Shell {
                 let hs = hs.clone();
                 Closure::<dyn Fn(JsValue)>::new(move |e: JsValue| {
                     if super::get(&e, "persisted").is_truthy() {
-                        hs.tick();
+                        hs.back();
                     }
                 })
                 .into_js_value()
@@ -351,6 +366,55 @@ impl Shell {
         if let Some(k) = kept.filter(Array::is_array) {
             *self.restored.borrow_mut() = k.unchecked_into::<Array>().iter().collect();
         }
+        self.watch_leave();
+    }
+
+    /// Listens for `beforeunload` only while entries are held (the listener costs Firefox's
+    /// back-forward cache, so it is not kept for nothing).
+    fn watch_leave(&self) {
+        let want = !self.held.borrow().is_empty() || !self.restored.borrow().is_empty();
+        let listener = self.on_leave.borrow().clone();
+        let target = super::global().dyn_into::<web_sys::EventTarget>().ok();
+        if let (Some(t), Some(f)) = (target, listener) {
+            let _ = if want {
+                t.add_event_listener_with_callback("beforeunload", f.unchecked_ref())
+            } else {
+                t.remove_event_listener_with_callback("beforeunload", f.unchecked_ref())
+            };
+        }
+    }
+
+    /// A navigation away has begun: what is held now stays held, and goes to the next page at
+    /// page hide. Released now, the tracker's image request would die with this page. If the page
+    /// stays after all (a download, a cancelled navigation), the entries go after LEAVE_WAIT_MS.
+    fn leave(self: &Rc<Self>) {
+        self.leaving.set(true);
+        super::clear_timeout(self.leave_timer.get());
+        let hs = self.clone();
+        self.leave_timer.set(super::set_timeout(LEAVE_WAIT_MS, move || {
+            hs.leaving.set(false);
+            hs.flush();
+        }));
+    }
+
+    /// Back from the back-forward cache: what this page handed over at page hide and no next page
+    /// took is this page's again (a page that took it sent it); hits wait for a new lease.
+    fn back(self: &Rc<Self>) {
+        self.leaving.set(false);
+        super::clear_timeout(self.leave_timer.get());
+        if self.o.storage != Storage::None {
+            let kept = storage::get(self.o.storage, HELD_KEY).and_then(|t| js_sys::JSON::parse(&t).ok());
+            storage::remove(self.o.storage, HELD_KEY);
+            if let Some(k) = kept.filter(Array::is_array) {
+                let mut held = self.held.borrow_mut();
+                for e in k.unchecked_into::<Array>().iter().collect::<Vec<_>>().into_iter().rev() {
+                    held.push_front(e);
+                }
+            }
+        }
+        self.watch_leave();
+        self.tick();
+        self.flush();
     }
 
     /// The `_hsq.push` filter: the guard rewrites other code's identify to the safe identity;
@@ -393,7 +457,8 @@ impl Shell {
         // tracker's automatic view among them: HubSpot calls the consent listener while it drains
         // the queue, after it took the queued entries, so an identify pushed then would only
         // follow the view. Held, the view goes out after the identify.
-        let hold = st.as_ref().is_some_and(|s| self.settling.get() || s.holding) || !self.held.borrow().is_empty();
+        let hold = st.as_ref().is_some_and(|s| self.settling.get() || s.holding || self.leaving.get()) || !self.held.borrow().is_empty();
+        let mut first_held = false;
         let result = if hold {
             let mut held = self.held.borrow_mut();
             if held.len() >= HELD_MAX {
@@ -407,12 +472,16 @@ impl Shell {
                 held.push_back(pin);
             }
             held.push_back(out);
+            first_held = held.len() == 1;
             None
         } else if out.is_undefined() {
             None
         } else {
             Some(out)
         };
+        if first_held {
+            self.watch_leave();
+        }
         if let Some((given, sent)) = &guard {
             self.emit(&[PageEvent::Guard { email: Some(given), sent: sent.as_deref() }]);
         }
@@ -459,14 +528,17 @@ impl Shell {
     /// Sends held entries, in order, unless the page must hold them.
     fn flush(self: &Rc<Self>) {
         loop {
-            if self.holding_now() {
-                return;
+            if self.leaving.get() || self.holding_now() {
+                break;
             }
-            let Some(e) = self.held.borrow_mut().pop_front() else { return };
+            let Some(e) = self.held.borrow_mut().pop_front() else { break };
             self.out(e.clone());
             if self.held.borrow().front() == Some(&e) {
                 return; // it waits a moment (see `out`)
             }
+        }
+        if self.held.borrow().is_empty() {
+            self.watch_leave();
         }
     }
 
@@ -501,7 +573,7 @@ impl Shell {
             }
             sends.push(super::entry("identify", &o));
         }
-        let release = if p.release_held { self.held.borrow().len() as u32 } else { 0 };
+        let release = if p.release_held && !self.leaving.get() { self.held.borrow().len() as u32 } else { 0 };
         if p.release_held {
             self.settling.set(false); // the relay answered
         }
@@ -572,11 +644,16 @@ impl Shell {
             t.lease_until_local = Some(u);
             self.cache_put(Some(&t));
         }
-        // Entries still held would die with the page: the next page of this tab sends them.
-        let keep: Array = self.held.borrow().iter().filter(|e| Array::is_array(e)).collect();
-        if keep.length() > 0 && self.consented.get() && self.o.storage != Storage::None {
-            if let Some(json) = js_sys::JSON::stringify(&keep).ok().and_then(|s| s.as_string()) {
-                storage::set(self.o.storage, HELD_KEY, &json);
+        // Entries still held would die with the page: the next page of this tab sends them, after
+        // consent there. So do entries a previous page left that this one has not passed on yet
+        // (it went away before consent or the relay's first answer). They are handed over: kept
+        // here too, a page back from the back-forward cache would send them a second time.
+        let keep: Array = self.restored.borrow().iter().chain(self.held.borrow().iter()).filter(|e| Array::is_array(e)).collect();
+        if keep.length() > 0 && self.o.storage != Storage::None {
+            let json = js_sys::JSON::stringify(&keep).ok().and_then(|s| s.as_string());
+            if json.is_some_and(|j| storage::set(self.o.storage, HELD_KEY, &j)) {
+                self.held.borrow_mut().clear();
+                self.restored.borrow_mut().clear();
             }
         }
     }
@@ -614,6 +691,7 @@ impl Shell {
         for e in restored.into_iter().chain(waited) {
             self.push(e);
         }
+        self.watch_leave();
         if from_cache {
             return self.insert_tracker(); // the renewal is scheduled
         }

@@ -6,7 +6,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { launchBrowser, watchErrors, until, getJson } from "./helpers.mjs";
 import { startStack } from "../../scripts/stack.mjs";
-import { runRace } from "../../scripts/race.mjs";
+import { runRace, describe } from "../../scripts/race.mjs";
 
 const USERS = Number(process.env.RACE_USERS || 20);
 let browser;
@@ -43,6 +43,8 @@ test(`hsq-identity leaves one contact per user, the new email on it and every vi
     };
     const r = await runRace({ browser, stack, mode: "hsq", users: USERS, midway });
     assert.deepEqual(r.pageErrors, []);
+    // Each lost or misattributed view, with what the page and the collector saw of it.
+    assert.equal(r.lostViews + r.wrongContactViews, 0, describe(r));
     assert.equal(r.duplicates, 0, "no user has two contacts");
     for (const u of r.users) {
       assert.equal(u.contacts.length, 1, `${u.sub}: ${JSON.stringify(u.contacts)}`);
