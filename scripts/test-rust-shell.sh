@@ -13,4 +13,6 @@ echo "== wasm-bindgen-test (headless Chromium): tests/web.rs, tests/relay.rs =="
 node scripts/test-wasm.mjs
 
 echo "== package size =="
-node scripts/wasm-size.mjs
+# A guard against growth at today's size plus a margin; the 50 KB gate of issue 15 is not met yet
+# (README, "Where this differs from DESIGN.md").
+node scripts/wasm-size.mjs --gate 76

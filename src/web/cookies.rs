@@ -14,8 +14,9 @@ fn document() -> Option<HtmlDocument> {
 /// The value of cookie `name` (URI-decoded), or none (also when cookies cannot be read).
 pub fn read(name: &str) -> Option<String> {
     let all = document()?.cookie().ok()?;
-    let part = all.split("; ").find(|p| p.split_once('=').is_some_and(|(k, _)| k == name))?;
-    let raw = part.split_once('=').map(|(_, v)| v)?;
+    // "a=1; b=2": split at each ';' and drop the space after it (a char, not a &str pattern: the
+    // substring searcher costs kilobytes of wasm).
+    let raw = all.split(';').map(|p| p.trim_start_matches(' ')).find_map(|p| p.split_once('=').filter(|(k, _)| *k == name))?.1;
     js_sys::decode_uri_component(raw).ok().map(String::from)
 }
 
@@ -28,10 +29,13 @@ pub fn hubspot_utk() -> Option<String> {
 pub fn delete_hubspot() {
     let Some(doc) = document() else { return };
     let host = web_sys::window().and_then(|w| w.location().hostname().ok()).unwrap_or_default();
-    let labels: Vec<&str> = host.split('.').collect();
+    // "" (this host), then "; domain=.a.b.c", "; domain=.b.c", "; domain=.c" for host "a.b.c" minus
+    // the last (a bare top-level domain takes no cookies).
     let mut domains = vec![String::new()];
-    for i in 0..labels.len().saturating_sub(1) {
-        domains.push(String::from("; domain=.") + &labels[i..].join("."));
+    let mut rest = host.as_str();
+    while let Some((_, tail)) = rest.split_once('.') {
+        domains.push(String::from("; domain=.") + rest);
+        rest = tail;
     }
     for name in HUBSPOT_COOKIES {
         for d in &domains {

@@ -81,6 +81,11 @@ pub fn message_of(e: &JsValue) -> String {
     js_string(e).unwrap_or_default()
 }
 
+/// A number as JS writes it (`String(n)`), without Rust's number formatting in the wasm.
+pub fn number_text(n: f64) -> String {
+    js_string(&JsValue::from_f64(n)).unwrap_or_default()
+}
+
 /// A `TypeError` with `message`, as `start` and the methods reject or throw it.
 pub fn type_error(message: &str) -> JsValue {
     js_sys::TypeError::new(message).into()

@@ -25,43 +25,48 @@ fn abort_error(e: &JsValue) -> bool {
 pub async fn post(url: &str, body: String, timeout_ms: f64) -> Result<Answer, String> {
     let late = || {
         let mut m = String::from("the relay did not answer in ");
-        m.push_str(&(timeout_ms as u64).to_string());
+        m.push_str(&super::number_text(timeout_ms));
         m.push_str(" ms");
         m
     };
     let ctl = AbortController::new().map_err(|e| super::message_of(&e))?;
-    let timer = {
+    // Cleared on every way out (one async fn, not two: each state machine costs kilobytes).
+    let _timer = {
         let ctl = ctl.clone();
-        super::set_timeout(timeout_ms, move || ctl.abort())
+        Timer(super::set_timeout(timeout_ms, move || ctl.abort()))
     };
-    let sent = async {
-        let req = Request::post(url)
-            .header("content-type", "application/json")
-            .credentials(RequestCredentials::SameOrigin)
-            .abort_signal(Some(&ctl.signal()))
-            .body(body)
-            .map_err(|e| e.to_string())?;
-        let res = match req.send().await {
-            Ok(r) => r,
-            Err(gloo_net::Error::JsError(e)) if e.name == "AbortError" => return Err(late()),
-            Err(gloo_net::Error::JsError(e)) => return Err(e.message),
-            Err(e) => return Err(e.to_string()),
-        };
-        let status = res.status();
-        let json = match web_sys::Response::from(res).json() {
-            Ok(p) => JsFuture::from(p).await,
-            Err(e) => Err(e),
-        };
-        match json {
-            Ok(v) => Ok(Answer { status, body: from_js(v) }),
-            Err(e) if abort_error(&e) => Err(late()),
-            // Not JSON: an answer without a body we can read.
-            Err(_) => Ok(Answer { status, body: None }),
-        }
+    let req = Request::post(url)
+        .header("content-type", "application/json")
+        .credentials(RequestCredentials::SameOrigin)
+        .abort_signal(Some(&ctl.signal()))
+        .body(body)
+        .map_err(|_| String::from("the request could not be built"))?;
+    let res = match req.send().await {
+        Ok(r) => r,
+        Err(gloo_net::Error::JsError(e)) if e.name == "AbortError" => return Err(late()),
+        Err(gloo_net::Error::JsError(e)) => return Err(e.message),
+        Err(_) => return Err(String::from("the request failed")),
     };
-    let out = sent.await;
-    super::clear_timeout(timer);
-    out
+    let status = res.status();
+    let json = match web_sys::Response::from(res).json() {
+        Ok(p) => JsFuture::from(p).await,
+        Err(e) => Err(e),
+    };
+    match json {
+        Ok(v) => Ok(Answer { status, body: from_js(v) }),
+        Err(e) if abort_error(&e) => Err(late()),
+        // Not JSON: an answer without a body we can read.
+        Err(_) => Ok(Answer { status, body: None }),
+    }
+}
+
+/// A timer cleared when dropped.
+struct Timer(f64);
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        super::clear_timeout(self.0);
+    }
 }
 
 /// `.../v1/identity` -> `.../v1/leases/{lease}`.

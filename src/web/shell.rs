@@ -223,7 +223,11 @@ impl Shell {
             Closure::<dyn Fn()>::new(move || hs.leave()).into_js_value()
         });
         let consent = o.consent;
-        let token = hs.token().await.map_err(|e| {
+        let got = match hs.token() {
+            Ok(p) => JsFuture::from(p).await,
+            Err(e) => Err(e),
+        };
+        let token = hs.token_checked(got).map_err(|e| {
             let mut m = String::from("hsq-identity: option `assertion`: ");
             m.push_str(&e);
             super::type_error(&m)
@@ -302,16 +306,22 @@ impl Shell {
         self.core.borrow().as_ref().is_some_and(|s| self.settling.get() || s.holding(now))
     }
 
-    /// The assertion: the token given, or the assertion function's answer (checked).
-    async fn token(&self) -> Result<String, String> {
-        let Some(f) = self.assertion_fn.clone() else { return Ok(self.token_value.borrow().clone()) };
-        let failed = |e: JsValue| {
+    /// The assertion, as a promise: the token given, or what the assertion function answers.
+    /// Not an async fn: callers await it inside their own state machine (each costs kilobytes).
+    fn token(&self) -> Result<Promise, JsValue> {
+        match &self.assertion_fn {
+            None => Ok(Promise::resolve(&JsValue::from_str(self.token_value.borrow().as_str()))),
+            Some(f) => f.call0(&JsValue::UNDEFINED).map(|v| Promise::resolve(&v)),
+        }
+    }
+
+    /// The awaited [`Shell::token`], checked: a compact JWS string, or why not.
+    fn token_checked(&self, got: Result<JsValue, JsValue>) -> Result<String, String> {
+        let v = got.map_err(|e| {
             let mut m = String::from("the assertion function failed: ");
             m.push_str(&super::message_of(&e));
             m
-        };
-        let v = f.call0(&JsValue::UNDEFINED).map_err(failed)?;
-        let v = JsFuture::from(Promise::resolve(&v)).await.map_err(failed)?;
+        })?;
         match v.as_string() {
             Some(t) if is_jws(&t) => {
                 *self.token_value.borrow_mut() = t.clone();
@@ -719,7 +729,11 @@ impl Shell {
 
     /// One relay call: the ticket it answered, or why there is none.
     async fn ask_once(&self, lease: Option<String>) -> Result<Ticket, String> {
-        let assertion = self.token().await?;
+        let got = match self.token() {
+            Ok(p) => JsFuture::from(p).await,
+            Err(e) => Err(e),
+        };
+        let assertion = self.token_checked(got)?;
         let utk = cookies::hubspot_utk();
         let body = to_json(&AskBody { assertion: &assertion, utk: utk.as_deref(), lease_id: lease.as_deref() }).unwrap_or_default();
         let res = relay::post(&self.o.relay_url, body, self.o.timeout_ms).await?;
@@ -727,7 +741,7 @@ impl Shell {
             Some(t) if res.status == 200 && t.id.is_some() && t.state.is_some() => Ok(t),
             t => {
                 let mut m = String::from("the relay answered ");
-                m.push_str(&res.status.to_string());
+                m.push_str(&super::number_text(res.status.into()));
                 if let Some(msg) = t.and_then(|t| t.message).filter(|m| !m.is_empty()) {
                     m.push_str(": ");
                     m.push_str(&msg);
@@ -854,7 +868,11 @@ impl Shell {
                 }
             }
         }
-        let token = self.token().await.map_err(|m| JsValue::from(js_sys::Error::new(&m)))?;
+        let got = match self.token() {
+            Ok(p) => JsFuture::from(p).await,
+            Err(e) => Err(e),
+        };
+        let token = self.token_checked(got).map_err(|m| JsValue::from(js_sys::Error::new(&m)))?;
         let c = claims(&token)
             .ok_or_else(|| super::type_error("hsq-identity: refresh(assertion): its payload has no sub and email claims"))?;
         if self.core.borrow().is_none() {
