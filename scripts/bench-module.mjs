@@ -45,7 +45,10 @@ Array.prototype.push = function (...a) {
 };
 </script><script type="module">
 window.t0 = performance.now();
-const { StableIdentity } = await import("/pkg/index.js");
+const { StableIdentity, preload } = await import("/pkg/index.js");
+window.marks.imported = performance.now() - window.t0;
+await preload(); // what start() awaits first: the wasm fetched, compiled and instantiated
+window.marks.wasm = performance.now() - window.t0;
 window.hs = await StableIdentity.start({ relayUrl: "/hsq/v1/identity", assertion: ${JSON.stringify(u.searchParams.get("a"))}, consent: "granted" });
 window.done = performance.now() - window.t0;
 </script>`;
@@ -56,7 +59,7 @@ writeFileSync(path.join(benchDir, "noop.js"), noop);
 const app = await serveApp({ relay: relay.url, pages: { "*": page, "/noop": noopPage }, statics: { "/bench/": benchDir } });
 const browser = await launchBrowser();
 const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const cold = { id: [], email: [] }, warm = [], floor = [];
+const cold = { id: [], email: [] }, warm = [], floor = [], parts = { imported: [], wasm: [] };
 for (let i = 0; i < RUNS; i++) {
   const ctx = await browser.newContext();
   const p = await ctx.newPage();
@@ -69,7 +72,10 @@ for (let i = 0; i < RUNS; i++) {
   // The next page of the same tab, with the cached ticket (wasm from the HTTP cache is disabled: no-store).
   await p.goto(`${app.url}/next?a=${encodeURIComponent(token)}`);
   await p.waitForFunction(() => window.marks.email !== undefined);
-  warm.push(await p.evaluate(() => window.marks.email));
+  const w = await p.evaluate(() => window.marks);
+  warm.push(w.email);
+  parts.imported.push(w.imported);
+  parts.wasm.push(w.wasm);
   // The floor, in the same tab, between this round's pages.
   await p.goto(`${app.url}/noop`);
   await p.waitForFunction(() => window.marks.email !== undefined);
@@ -86,6 +92,7 @@ console.log(`| package size, gzipped (wasm + JS) | ${((sizes.wasm + sizes.js) / 
 console.log(`| start() to identify queued, cached ticket (median of ${RUNS}) | ${ms(median(warm))} |`);
 console.log(`| start() to identify {id} queued, no cache | ${ms(median(cold.id))} |`);
 console.log(`| start() to identify with the confirmed email, no cache (relay round trip) | ${ms(median(cold.email))} |`);
+console.log(`| of which, cached: the JS entry imported / the wasm loaded (preload) | ${ms(median(parts.imported))} / ${ms(median(parts.wasm))} |`);
 const f = median(floor);
 console.log(`| do-nothing ES module of ${(noop.length / 1024).toFixed(0)} KB (${(gzipSync(noop, { level: 9 }).length / 1024).toFixed(1)} KB gz): import to identify queued | ${ms(f)} |`);
 console.log(`| ratios to the do-nothing module: cached / {id} / confirmed email | ${(median(warm) / f).toFixed(2)} / ${(median(cold.id) / f).toFixed(2)} / ${(median(cold.email) / f).toFixed(2)} |`);
