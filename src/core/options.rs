@@ -209,6 +209,15 @@ mod tests {
     }
 
     #[test]
+    fn only_whole_non_negative_numbers_read_as_numbers() {
+        assert_eq!(number(3000.0), Val::Num(3000.0));
+        assert_eq!(number(0.0), Val::Num(0.0));
+        for n in [2.5, -1.0, 1e15, f64::NAN, f64::INFINITY] {
+            assert_eq!(number(n), Val::Other("a number that is not a whole non-negative number"), "{n}");
+        }
+    }
+
+    #[test]
     fn defaults_fill_what_is_left_out() {
         let o = validate(&f(&[("relayUrl", Val::Str("/hsq/v1/identity")), ("assertion", Val::Str("a.b.c"))]), false).unwrap();
         assert_eq!((o.guard, o.chat, o.consent, o.storage, o.timeout_ms), (true, false, Consent::HubSpot, Storage::Session, 3000.0));
