@@ -1,4 +1,5 @@
-// Types of the hsq-identity package, written by hand: the wasm underneath takes text calls only.
+// Types of the hsq-identity package, written by hand (wasm-bindgen types the class with JsValue;
+// src/web/shell.rs skips its generated declarations). Checked by tsc against tests/types/usage.ts.
 
 /** What the relay answers (DESIGN.md section 5). */
 export interface Ticket {
@@ -14,6 +15,8 @@ export interface Ticket {
   exp: number;
   rotateUtk: boolean;
   chat?: { email: string; token: string; exp: number };
+  /** The relay's clock when it answered (seconds), when it said. */
+  now?: number;
 }
 
 export type IdentityEvent =

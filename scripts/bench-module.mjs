@@ -1,6 +1,10 @@
 // `node scripts/bench-module.mjs`: the package's gzipped size, and the time from calling
 // StableIdentity.start() (wasm fetch and instantiation included) to identify being queued, in
-// headless Chromium against the simulator and the relay. Prints numbers; asserts nothing.
+// headless Chromium against the simulator and the relay. In the same run, interleaved round by
+// round and loaded the same way (a module import from the same server, no HTTP cache), a
+// do-nothing ES module of the package's gzipped size that pushes identify as soon as it is
+// evaluated: the floor for loading that many bytes. Prints numbers and ratios; asserts nothing.
+import { randomBytes } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -9,6 +13,20 @@ import { ROOT, startSim, startRelay, initSim, serveApp, launchBrowser, mintAsser
 const RUNS = Number(process.env.RUNS || 15);
 const gz = (f) => gzipSync(readFileSync(path.join(ROOT, "pkg", f)), { level: 9 }).length;
 const sizes = { wasm: gz("hsq_identity_bg.wasm"), js: gz("index.js") };
+
+// The do-nothing module: incompressible text padded until it gzips to the package's size.
+const target = sizes.wasm + sizes.js;
+let pad = "";
+while (gzipSync(`export const pad = "${pad}";\n`, { level: 9 }).length < target) pad += randomBytes(256).toString("base64");
+const noop = `export const pad = "${pad}";\n`;
+const noopPage = `<!doctype html><script>
+window.marks = {};
+</script><script type="module">
+window.t0 = performance.now();
+await import("/bench/noop.js");
+(window._hsq = window._hsq || []).push(["identify", { id: "u", email: "u@bench.test" }]);
+window.marks.email = performance.now() - window.t0;
+</script>`;
 
 const sim = await startSim();
 await initSim(sim.url);
@@ -27,14 +45,21 @@ Array.prototype.push = function (...a) {
 };
 </script><script type="module">
 window.t0 = performance.now();
-const { StableIdentity } = await import("/pkg/index.js");
+const { StableIdentity, preload } = await import("/pkg/index.js");
+window.marks.imported = performance.now() - window.t0;
+await preload(); // what start() awaits first: the wasm fetched, compiled and instantiated
+window.marks.wasm = performance.now() - window.t0;
 window.hs = await StableIdentity.start({ relayUrl: "/hsq/v1/identity", assertion: ${JSON.stringify(u.searchParams.get("a"))}, consent: "granted" });
 window.done = performance.now() - window.t0;
 </script>`;
-const app = await serveApp({ relay: relay.url, pages: { "*": page } });
+const { mkdtempSync, writeFileSync } = await import("node:fs");
+const { tmpdir } = await import("node:os");
+const benchDir = mkdtempSync(path.join(tmpdir(), "hsq-bench-"));
+writeFileSync(path.join(benchDir, "noop.js"), noop);
+const app = await serveApp({ relay: relay.url, pages: { "*": page, "/noop": noopPage }, statics: { "/bench/": benchDir } });
 const browser = await launchBrowser();
 const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const cold = { id: [], email: [] }, warm = [];
+const cold = { id: [], email: [] }, warm = [], floor = [], parts = { imported: [], wasm: [] };
 for (let i = 0; i < RUNS; i++) {
   const ctx = await browser.newContext();
   const p = await ctx.newPage();
@@ -47,7 +72,14 @@ for (let i = 0; i < RUNS; i++) {
   // The next page of the same tab, with the cached ticket (wasm from the HTTP cache is disabled: no-store).
   await p.goto(`${app.url}/next?a=${encodeURIComponent(token)}`);
   await p.waitForFunction(() => window.marks.email !== undefined);
-  warm.push(await p.evaluate(() => window.marks.email));
+  const w = await p.evaluate(() => window.marks);
+  warm.push(w.email);
+  parts.imported.push(w.imported);
+  parts.wasm.push(w.wasm);
+  // The floor, in the same tab, between this round's pages.
+  await p.goto(`${app.url}/noop`);
+  await p.waitForFunction(() => window.marks.email !== undefined);
+  floor.push(await p.evaluate(() => window.marks.email));
   await ctx.close();
 }
 await browser.close();
@@ -60,3 +92,7 @@ console.log(`| package size, gzipped (wasm + JS) | ${((sizes.wasm + sizes.js) / 
 console.log(`| start() to identify queued, cached ticket (median of ${RUNS}) | ${ms(median(warm))} |`);
 console.log(`| start() to identify {id} queued, no cache | ${ms(median(cold.id))} |`);
 console.log(`| start() to identify with the confirmed email, no cache (relay round trip) | ${ms(median(cold.email))} |`);
+console.log(`| of which, cached: the JS entry imported / the wasm loaded (preload) | ${ms(median(parts.imported))} / ${ms(median(parts.wasm))} |`);
+const f = median(floor);
+console.log(`| do-nothing ES module of ${(noop.length / 1024).toFixed(0)} KB (${(gzipSync(noop, { level: 9 }).length / 1024).toFixed(1)} KB gz): import to identify queued | ${ms(f)} |`);
+console.log(`| ratios to the do-nothing module: cached / {id} / confirmed email | ${(median(warm) / f).toFixed(2)} / ${(median(cold.id) / f).toFixed(2)} / ${(median(cold.email) / f).toFixed(2)} |`);

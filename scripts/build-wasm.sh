@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the npm package into pkg/: Rust -> wasm32 (release, opt-level z), wasm-bindgen
-# (--target web), wasm-opt -Oz (binaryen from npm); then the web shell (js/index.js) and the wasm-bindgen glue are
-# bundled and minified into one ES module, pkg/index.js, beside pkg/hsq_identity_bg.wasm.
+# (--target web), wasm-opt -Oz (binaryen from npm); then the entry (js/index.js: load the wasm,
+# re-export the class), the wasm-bindgen glue and its one inline snippet are bundled and minified
+# into one ES module, pkg/index.js, beside pkg/hsq_identity_bg.wasm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"

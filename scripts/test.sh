@@ -12,6 +12,8 @@ echo "== build the package and the servers for the browser tests =="
 bash scripts/build-wasm.sh
 cargo build --quiet -p hubspot-sim -p hsq-relay
 
+bash scripts/test-rust-shell.sh
+
 echo "== node --test (headless Chromium) =="
 node --test --test-concurrency=1 tests/e2e/
 

@@ -1,11 +1,11 @@
 //! `hsq-identity`: identify visitors to HubSpot by a stable, server-issued id and the `hubspotutk`
 //! cookie, sending an email only when HubSpot already holds it for that contact (DESIGN.md).
 //!
-//! - [`core`]: the decisions, pure Rust, tested natively.
-//! - [`wasm`]: the exports the JS shell calls (`js/index.js`, the npm entry, which reads and
-//!   writes the page: `_hsq`, cookies, storage, fetch, tracker and chat loading).
+//! - [`core`]: the decisions, pure Rust, tested natively (`cargo test`).
+//! - `web` (wasm32 only): the web shell on web-sys, js-sys and gloo-net: the `_hsq` hook,
+//!   cookies, storage, the relay call, tracker, chat and consent, and the page's session.
+//! - `StableIdentity` (wasm32 only): the class the npm package exports (DESIGN.md section 6).
 #![deny(missing_debug_implementations)]
-#![cfg_attr(target_arch = "wasm32", no_std)]
 
 extern crate alloc;
 
@@ -15,12 +15,9 @@ extern crate alloc;
 static ALLOC: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> =
     unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
 
-/// A panic in the module traps: the JS shell catches the error, and the page goes on.
-#[cfg(target_arch = "wasm32")]
-#[panic_handler]
-fn panic(_: &::core::panic::PanicInfo) -> ! {
-    ::core::arch::wasm32::unreachable()
-}
-
 pub mod core;
-pub mod wasm;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+#[cfg(target_arch = "wasm32")]
+pub use web::shell::StableIdentity;

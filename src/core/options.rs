@@ -65,12 +65,13 @@ pub struct Options<'a> {
     pub on_event: bool,
 }
 
-/// Reads a JS number the shell sent as `String(n)`: whole numbers only (no float parsing in wasm).
-pub fn whole_number(s: &str) -> Option<f64> {
-    if s.is_empty() || s.len() > 15 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// An option's JS number as [`Val`]: whole non-negative numbers below 10^15 only.
+pub fn number<'a>(n: f64) -> Val<'a> {
+    if n >= 0.0 && n < 1e15 && n == (n as u64) as f64 {
+        Val::Num(n)
+    } else {
+        Val::Other("a number that is not a whole non-negative number")
     }
-    Some(s.bytes().fold(0f64, |n, b| n * 10.0 + (b - b'0') as f64))
 }
 
 /// The option names `start` takes.
@@ -140,7 +141,7 @@ pub fn validate<'v>(fields: &[(&str, Val<'v>)], has_meta: bool) -> Result<Option
     let portal_id = match get(fields, "portalId") {
         Val::Undefined => None,
         Val::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => Some(String::from(*s)),
-        Val::Num(n) if *n >= 1.0 && *n < 1e15 && *n == (*n as u64) as f64 => Some(super::wire::int(*n)),
+        Val::Num(n) if *n >= 1.0 && *n < 1e15 && *n == (*n as u64) as f64 => Some(alloc::string::ToString::to_string(&(*n as u64))),
         other => return Err(bad("portalId", "your HubSpot account id (digits)", other)),
     };
     let tracker_url = match get(fields, "trackerUrl") {
@@ -205,6 +206,15 @@ mod tests {
         assert!(m.ends_with(&format!("got \"{}\"", &long[..40])), "{m}");
         let odd = "aéééééééééééééééééééééééé"; // byte 40 falls inside a character
         assert!(bad("trackerUrl", "a script URL", &Val::Str(odd)).ends_with(&format!("got \"{}\"", &odd[..39])));
+    }
+
+    #[test]
+    fn only_whole_non_negative_numbers_read_as_numbers() {
+        assert_eq!(number(3000.0), Val::Num(3000.0));
+        assert_eq!(number(0.0), Val::Num(0.0));
+        for n in [2.5, -1.0, 1e15, f64::NAN, f64::INFINITY] {
+            assert_eq!(number(n), Val::Other("a number that is not a whole non-negative number"), "{n}");
+        }
     }
 
     #[test]

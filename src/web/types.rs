@@ -1,0 +1,100 @@
+//! The serde types that cross between Rust and JS through serde-wasm-bindgen: the relay's ticket
+//! (also the cached ticket and `identity`), the relay request, the assertion's claims and the
+//! events given to `onEvent`.
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::JsValue;
+
+/// The ticket's chat part (DESIGN.md section 5).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Chat {
+    pub email: Option<String>,
+    pub token: Option<String>,
+    pub exp: Option<f64>,
+}
+
+/// The relay's ticket as it answered it (every field may be missing or null), also cached between
+/// pages with `leaseUntilLocal`, and copied out as `identity`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Ticket {
+    pub id: Option<String>,
+    pub contact_id: Option<String>,
+    pub email: Option<String>,
+    pub state: Option<String>,
+    pub lease_id: Option<String>,
+    pub email_valid_until: Option<f64>,
+    pub exp: Option<f64>,
+    pub rotate_utk: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat: Option<Chat>,
+    /// The relay's clock when it answered (s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub now: Option<f64>,
+    /// In the cache only: when the lease ends on the page's clock (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_until_local: Option<f64>,
+    /// An error answer's message (`{"error", "message"}`); never written back.
+    #[serde(skip_serializing)]
+    pub message: Option<String>,
+}
+
+/// The body of `POST /v1/identity`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AskBody<'a> {
+    pub assertion: &'a str,
+    pub utk: Option<&'a str>,
+    pub lease_id: Option<&'a str>,
+}
+
+/// The claims the page reads from the assertion (unverified: the relay verifies).
+#[derive(Debug, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub email: String,
+}
+
+/// What `onEvent` receives.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum PageEvent<'a> {
+    /// A confirmed email (from the relay or the cache).
+    Identified { state: &'a str, email: &'a str, cached: bool },
+    Pending { state: &'a str },
+    Conflict { state: &'a str },
+    Unknown { state: &'a str },
+    RelayError { message: &'a str },
+    /// Other code's identify was rewritten: the email it gave and the one sent instead.
+    Guard { email: Option<&'a str>, sent: Option<&'a str> },
+    Hold,
+    Release {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        count: Option<u32>,
+    },
+    LeaseReleased,
+    RotateUtk,
+    Consent { analytics: bool },
+    Reset,
+}
+
+/// A serde value as a plain JS value (none as null, maps as objects), the way JSON has it.
+pub fn to_js<T: Serialize>(v: &T) -> JsValue {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::NULL)
+}
+
+/// A JS value as `T`, or none when it does not have `T`'s shape.
+pub fn from_js<T: for<'de> Deserialize<'de>>(v: JsValue) -> Option<T> {
+    serde_wasm_bindgen::from_value(v).ok()
+}
+
+/// `JSON.stringify` of a serde value (no serde_json in the package).
+pub fn to_json<T: Serialize>(v: &T) -> Option<String> {
+    js_sys::JSON::stringify(&to_js(v)).ok().and_then(|s| s.as_string())
+}
+
+/// `JSON.parse(text)` as `T`, or none.
+pub fn from_json<T: for<'de> Deserialize<'de>>(text: &str) -> Option<T> {
+    from_js(js_sys::JSON::parse(text).ok()?)
+}
