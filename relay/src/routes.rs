@@ -1,7 +1,7 @@
 //! HTTP routes: the page API (`/v1/identity`, `/v1/leases`), the app's server-to-server API
 //! (`/v1/users`), `/healthz` and `/metrics`.
 
-use crate::assertion::valid_email;
+use crate::assertion::{valid_email, SKEW_SECS};
 use crate::error::{ApiError, ApiResult};
 use crate::relay::{now_ms, valid_lease_id, valid_utk, Relay, Ticket};
 use axum::body::Bytes;
@@ -173,21 +173,32 @@ async fn put_user(
     if !valid_email(&email) {
         return Err(ApiError::BadRequest(format!("email {:?} is not a valid email address", b.email)));
     }
-    if let Some(p) = &b.properties {
-        if let Some((k, _)) = p.iter().find(|(k, v)| !(v.is_string() || v.is_number() || v.is_boolean()) || *k == "email" || k.is_empty()) {
-            return Err(ApiError::BadRequest(format!("properties.{k} must be a string, number or boolean (and not email)")));
-        }
-    }
+    let props = b.properties.unwrap_or_default();
     let relay = &s.relay;
+    relay.check_properties(&props).await?;
     let lock = relay.user_lock(&sub);
     let _g = lock.lock().await;
     let now = now_ms();
-    let user = relay.store.note_app_email(&sub, &email, now, None, None)?;
-    let queued = user.hubspot_email.as_deref() != Some(email.as_str()) || b.properties.as_ref().is_some_and(|p| !p.is_empty());
-    if queued {
-        relay.queue_change(&sub, &email, b.properties.as_ref().filter(|p| !p.is_empty()), now)?;
+    // The app's own report ranks as late as any assertion signed up to the allowed skew after it,
+    // so a page's assertion with a clock running ahead cannot turn it back.
+    let user = relay.store.note_app_email(&sub, &email, now + SKEW_SECS * 1000, None, None)?;
+    let job = relay.store.job(&sub)?;
+    let stale_job = job.as_ref().is_some_and(|j| j.state == "pending" && j.to_email != email);
+    let reason = if user.hubspot_email.as_deref() == Some(email.as_str()) && props.is_empty() && !stale_job {
+        Some("HubSpot already has this email for the user's contact")
+    } else {
+        None
+    };
+    if reason.is_none() {
+        // An explicit report always queues again, also after a failed or conflicting attempt.
+        relay.store.put_job(&sub, &email, &Value::Object(props.clone()).to_string(), now)?;
+        relay.outbox_wake.notify_one();
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({ "sub": sub, "email": email, "queued": queued }))))
+    let mut out = json!({ "sub": sub, "email": email, "queued": reason.is_none() });
+    if let Some(r) = reason {
+        out["reason"] = json!(r);
+    }
+    Ok((StatusCode::ACCEPTED, Json(out)))
 }
 
 /// `GET /v1/users/{sub}`: contact id, HubSpot email, pending change, last error.
