@@ -173,3 +173,162 @@ async fn f5_concurrent_identities_of_one_user_share_one_hubspot_read_and_all_get
     assert_eq!(metric(&m, "hsq_hubspot_calls_total"), 1, "one HubSpot read for ten waiting requests: {m}");
     assert_eq!(metric(&m, "hsq_requests_total{route=\"/v1/identity\""), 10, "every answer counted: {m}");
 }
+
+// Finding 6: behind a reverse proxy every visitor shared one rate-limit bucket.
+
+async fn identity_from(app: &TestApp, header: Option<(&str, &str)>) -> u16 {
+    let mut req = app.http.post(format!("{}/v1/identity", app.url)).header("content-type", "application/json").body("{\"assertion\": \"x\"}");
+    if let Some((k, v)) = header {
+        req = req.header(k, v);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn f6_behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
+    let app = spawn_app(&[], &["--rate-limit-per-ip", "1", "--trusted-proxies", "127.0.0.0/8, ::1"]).await;
+    let a = Some(("x-forwarded-for", "203.0.113.1"));
+    let statuses: Vec<u16> = [identity_from(&app, a).await, identity_from(&app, a).await, identity_from(&app, a).await].into();
+    assert!(statuses.contains(&429), "one client is limited: {statuses:?}");
+    assert_eq!(identity_from(&app, Some(("x-forwarded-for", "198.51.100.2, 127.0.0.1"))).await, 401, "another client is not");
+    assert_eq!(identity_from(&app, Some(("forwarded", "for=198.51.100.3;proto=https"))).await, 401, "Forwarded is read too");
+    assert_eq!(identity_from(&app, Some(("forwarded", "for=\"[2001:db8::1]:4711\""))).await, 401);
+
+    // Without trusted proxies the headers are ignored: a client cannot pick its bucket.
+    let app = spawn_app(&[], &["--rate-limit-per-ip", "1"]).await;
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        statuses.push(identity_from(&app, Some(("x-forwarded-for", &format!("203.0.113.{i}")))).await);
+    }
+    assert!(statuses.contains(&429), "spoofed X-Forwarded-For is ignored: {statuses:?}");
+}
+
+// Finding 7: secrets were printed at start-up.
+
+fn run_relay(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hsq-relay"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+}
+
+const GOOD_SECRET: &str = "GOOD-secret-value-0123456789abcdefXYZ";
+
+#[tokio::test]
+async fn f7_a_malformed_setting_never_prints_a_secret() {
+    let base = [("HUBSPOT_ACCESS_TOKEN", "pat-na1-TOKENVALUE"), ("HSQ_ADMIN_TOKEN", "admin-token-0123456789"), ("HSQ_ADDR", "127.0.0.1:0")];
+    let cases: [(&str, &str, &str); 4] = [
+        ("HSQ_ASSERTION_SECRETS", "k1:GOOD-secret-value-0123456789abcdefXYZ,k2short", "GOOD-secret"),
+        ("HSQ_ASSERTION_SECRETS", "k1:GOOD-secret-value-0123456789abcdefXYZ,k2:tooShortSecretValue", "tooShortSecret"),
+        ("HSQ_ADMIN_TOKEN", "shortADMINtok", "shortADMINtok"),
+        ("HUBSPOT_ACCESS_TOKEN", "   ", "pat-na1"),
+    ];
+    for (name, value, secret) in cases {
+        let mut env: Vec<(&str, &str)> = base.iter().copied().filter(|(k, _)| *k != name).collect();
+        env.push((name, value));
+        if name != "HSQ_ASSERTION_SECRETS" {
+            env.push(("HSQ_ASSERTION_SECRETS", "k1:GOOD-secret-value-0123456789abcdefXYZ"));
+        }
+        let (code, out) = run_relay(&env);
+        assert_eq!(code, Some(2), "{name}: {out}");
+        assert!(out.contains(name), "the setting is named: {out}");
+        assert!(!out.contains(secret) && !out.contains(GOOD_SECRET), "{name}: a secret was printed: {out}");
+    }
+}
+
+// Finding 9: errors without a JSON body.
+
+#[tokio::test]
+async fn f9_every_error_is_typed_json() {
+    let app = spawn_app(&[], &[]).await;
+    let check = |r: Res, status: u16, code: &str| {
+        assert_eq!(r.status.as_u16(), status, "{}", r.body);
+        assert_eq!(r.body["error"], code, "{}", r.body);
+        assert!(r.body["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", r.body);
+    };
+    let r = send(&app.http, Method::GET, format!("{}/v1/identity", app.url), None, None).await;
+    assert!(r.headers.get("allow").is_some(), "405 keeps Allow");
+    check(r, 405, "method_not_allowed");
+    check(send(&app.http, Method::PATCH, format!("{}/v1/users/u", app.url), None, Some(ADMIN)).await, 405, "method_not_allowed");
+    check(send(&app.http, Method::GET, format!("{}/v1/users/{}", app.url, "x".repeat(9000)), None, Some(ADMIN)).await, 414, "uri_too_long");
+    check(send(&app.http, Method::GET, format!("{}/v1/users/%FF%FE", app.url), None, Some(ADMIN)).await, 400, "bad_request");
+    check(send(&app.http, Method::DELETE, format!("{}/v1/leases/%C3%28", app.url), None, None).await, 400, "bad_request");
+
+    // A request that outlives the request timeout: 503 `timeout` with Retry-After.
+    let app = spawn_app(&[], &["--hubspot-budget-ms", "2000", "--request-timeout-ms", "300"]).await;
+    app.fault(json!({"path": "/crm", "latencyMs": 5000, "count": 10})).await;
+    let r = app.identity_raw(json!({"assertion": mint("u_t", "t@x.io")})).await;
+    assert!(r.headers.get("retry-after").is_some());
+    check(r, 503, "timeout");
+    let m = metrics(&app).await;
+    assert_eq!(metric(&m, "hsq_requests_total{route=\"/v1/identity\",status=\"503\"}"), 1, "counted: {m}");
+}
+
+// Finding 10: header rules.
+
+#[tokio::test]
+async fn f10_a_token_without_kid_or_with_crit_is_refused() {
+    let app = spawn_app(&[], &[]).await;
+    let claims = json!({"sub": "u_h", "email": "h@x.io", "aud": "hsq-relay", "iat": now(), "exp": now() + 300});
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    let no_kid = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    h.kid = Some("k1".into());
+    h.crit = Some(vec!["exp".into()]);
+    let crit = jsonwebtoken::encode(&h, &claims, &key).unwrap();
+    for (token, word) in [(no_kid, "kid"), (crit, "crit")] {
+        let r = app.identity_raw(json!({"assertion": token})).await;
+        assert_eq!(r.status, 401, "{word}: {}", r.body);
+        assert!(r.body["message"].as_str().unwrap().contains(word), "{}", r.body);
+    }
+    assert!(app.contacts().await.is_empty());
+}
+
+// Finding 11: a start-up panic on a non-ASCII origin.
+
+#[tokio::test]
+async fn f11_no_setting_makes_the_relay_panic() {
+    let origins = hsq_relay::config::parse_origins("http://é.example, https://bücher.example:8443").unwrap();
+    assert_eq!(origins.0, vec!["http://xn--9ca.example", "https://xn--bcher-kva.example:8443"], "kept as browsers send them");
+    for (name, value) in [
+        ("HSQ_ALLOWED_ORIGINS", "http://é/ü"),
+        ("HSQ_ALLOWED_ORIGINS", "http://ééééé"),
+        ("HSQ_ALLOWED_ORIGINS", "https://"),
+        ("HSQ_HUBSPOT_BUDGET_MS", "18446744073709551615"),
+        ("HSQ_CACHE_SECS", "18446744073709551615"),
+        ("HSQ_HUBSPOT_TIMEOUT_MS", "18446744073709551615"),
+        ("HSQ_TRUSTED_PROXIES", "10.0.0.0/99"),
+    ] {
+        let mut env = vec![
+            ("HUBSPOT_ACCESS_TOKEN", "T"),
+            ("HSQ_ADMIN_TOKEN", "admin-token-0123456789"),
+            ("HSQ_ASSERTION_SECRETS", "k1:GOOD-secret-value-0123456789abcdefXYZ"),
+            ("HSQ_ADDR", "127.0.0.1:0"),
+            ("HSQ_DB", "/nonexistent-dir/x.db"),
+        ];
+        env.push((name, value));
+        let (code, out) = run_relay(&env);
+        assert!(!out.contains("panicked"), "{name}={value}: {out}");
+        assert_ne!(code, Some(101), "{name}={value}: {out}");
+        let flag = format!("--{}", name.trim_start_matches("HSQ_").to_ascii_lowercase().replace('_', "-"));
+        assert!(out.contains(name) || out.contains(&flag) || out.contains("HSQ_DB"), "a setting is named: {name}={value}: {out}");
+    }
+}
+
+// Finding 12: lease endpoints were not rate limited.
+
+#[tokio::test]
+async fn f12_lease_endpoints_are_rate_limited_per_client() {
+    let app = spawn_app(&[], &["--rate-limit-per-ip", "1"]).await;
+    let mut statuses = Vec::new();
+    for i in 0..4u32 {
+        let id = format!("l_{:032x}", i);
+        statuses.push(send(&app.http, Method::DELETE, format!("{}/v1/leases/{id}", app.url), None, None).await.status.as_u16());
+        statuses.push(send(&app.http, Method::POST, format!("{}/v1/leases/{id}/release", app.url), None, None).await.status.as_u16());
+    }
+    assert!(statuses.contains(&204) && statuses.contains(&429), "{statuses:?}");
+}
