@@ -97,6 +97,22 @@ pub fn app(relay: Arc<Relay>) -> axum::Router {
         .layer(cors)
 }
 
+/// Deletes dead leases and stale utk bindings at start and every 10 minutes.
+async fn prune(relay: Arc<Relay>) {
+    loop {
+        let store = relay.store.clone();
+        match tokio::task::spawn_blocking(move || store.prune(relay::now_ms())).await {
+            Ok(Ok(p)) if p.leases + p.utk_bindings > 0 => {
+                tracing::info!(leases = p.leases, utk_bindings = p.utk_bindings, "pruned dead leases and stale utk bindings")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "prune"),
+            Err(e) => tracing::error!(error = %e, "prune task"),
+        }
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    }
+}
+
 impl Application {
     /// Opens the store, builds the HubSpot client, binds the listener and starts the outbox.
     pub async fn build(config: ServeArgs) -> anyhow::Result<Self> {
@@ -109,6 +125,7 @@ impl Application {
         let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on HSQ_ADDR {}", config.addr))?;
         let addr = listener.local_addr()?;
         tokio::spawn(outbox::run(relay.clone()));
+        tokio::spawn(prune(relay.clone()));
         Ok(Application { addr, router: app(relay.clone()), relay, listener })
     }
 

@@ -332,3 +332,41 @@ async fn f12_lease_endpoints_are_rate_limited_per_client() {
     }
     assert!(statuses.contains(&204) && statuses.contains(&429), "{statuses:?}");
 }
+
+// Finding 8: leases and utk bindings were never deleted; /metrics scanned every lease.
+
+#[tokio::test]
+async fn f8_dead_leases_and_stale_utk_bindings_are_pruned_and_live_leases_are_counted_by_index() {
+    use hsq_relay::store::{SqliteStore, Store, LEASE_KEEP_MS, UTK_KEEP_MS};
+    let db = temp_db();
+    let s = SqliteStore::open(&db).unwrap();
+    let now = 1_800_000_000_000i64;
+    s.issue_lease("l_live", "u", "a@x.io", now + 60_000).unwrap();
+    s.issue_lease("l_released", "u", "a@x.io", now + 60_000).unwrap();
+    s.release_lease("l_released").unwrap();
+    s.issue_lease("l_old", "u", "a@x.io", now - LEASE_KEEP_MS - 1).unwrap();
+    s.issue_lease("l_recent", "u", "a@x.io", now - 1000).unwrap();
+    s.bind_utk(&utk(1), "u", now - UTK_KEEP_MS - 1).unwrap();
+    s.bind_utk(&utk(2), "u", now - 1000).unwrap();
+    let p = s.prune(now).unwrap();
+    assert_eq!((p.leases, p.utk_bindings), (2, 1), "{p:?}");
+    assert_eq!(s.live_leases(now).unwrap(), 1);
+    assert!(s.renew_lease("l_live", "u", "a@x.io", now, now + 120_000).unwrap(), "a live lease survives");
+    assert_eq!(s.bind_utk(&utk(1), "v", now).unwrap(), None, "the stale binding is gone");
+    assert_eq!(s.bind_utk(&utk(2), "v", now).unwrap().as_deref(), Some("u"), "a recent binding stays");
+
+    // What /metrics and the prune ask for is answered from an index, not a scan of every lease.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        st.query_map([], |r| r.get::<_, String>(3)).unwrap().map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
+    };
+    for sql in ["SELECT COUNT(*) FROM leases WHERE released = 0 AND expires_at > 5", "SELECT rowid FROM utk_bindings WHERE at < 5"] {
+        let p = plan(sql);
+        assert!(p.contains("USING") && p.contains("INDEX"), "{sql}: {p}");
+    }
+    drop(s);
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
+    }
+}
