@@ -7,4 +7,5 @@ mod hardening;
 mod helpers;
 mod identity;
 mod input;
+mod openapi;
 mod sync;
