@@ -184,7 +184,7 @@ pub async fn identity(
 /// `DELETE /v1/leases/{id}`: ends the lease at once. 204, also for a lease already released or
 /// unknown, so a retried release is harmless.
 #[utoipa::path(delete, path = "/v1/leases/{id}", tag = "page",
-    params(("id" = String, Path, description = "The leaseId")),
+    params(("id" = String, Path, description = "The leaseId", pattern = "^l_[0-9a-f]{32}$")),
     responses(
         (status = 204, description = "Released (also when unknown or already released)"),
         (status = 400, description = "Not a leaseId this relay issues", body = ErrorBody),
@@ -208,7 +208,7 @@ pub async fn release(
 /// `POST /v1/leases/{id}/release`, the `sendBeacon` form a page sends on hide: the lease ends
 /// after the release grace (the next page of the tab may take it over). 204.
 #[utoipa::path(post, path = "/v1/leases/{id}/release", tag = "page",
-    params(("id" = String, Path, description = "The leaseId")),
+    params(("id" = String, Path, description = "The leaseId", pattern = "^l_[0-9a-f]{32}$")),
     responses(
         (status = 204, description = "The lease ends after the release grace"),
         (status = 400, description = "Not a leaseId this relay issues", body = ErrorBody),
@@ -300,7 +300,7 @@ pub struct Health {
 
 /// `PUT /v1/users/{sub}` `{email, properties?}`: the app reports a user's current email. 202.
 #[utoipa::path(put, path = "/v1/users/{sub}", tag = "app", security(("admin" = [])), request_body = PutUser,
-    params(("sub" = String, Path, description = "The app's user id (1 to 128 characters)")),
+    params(("sub" = String, Path, description = "The app's user id (1 to 128 characters)", min_length = 1, max_length = 128)),
     responses(
         (status = 202, description = "Accepted", body = PutUserAnswer),
         (status = 400, description = "Malformed body, invalid email or property", body = ErrorBody),
@@ -347,7 +347,7 @@ pub async fn put_user(
 
 /// `GET /v1/users/{sub}`: contact id, HubSpot email, pending change, last error.
 #[utoipa::path(get, path = "/v1/users/{sub}", tag = "app", security(("admin" = [])),
-    params(("sub" = String, Path, description = "The app's user id (1 to 128 characters)")),
+    params(("sub" = String, Path, description = "The app's user id (1 to 128 characters)", min_length = 1, max_length = 128)),
     responses(
         (status = 200, description = "What the relay knows of the user", body = UserView),
         (status = 400, description = "Invalid sub", body = ErrorBody),
