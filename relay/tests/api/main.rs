@@ -3,6 +3,7 @@
 mod crash;
 mod email_change;
 mod faults;
+mod fuzz;
 mod hardening;
 mod helpers;
 mod identity;
