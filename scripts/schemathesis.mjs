@@ -45,7 +45,8 @@ try {
     "--no-color",
     ...(extra.length ? extra : ["--max-examples", "25"]),
   ];
-  const r = spawnSync(st, args, { stdio: "inherit", env: { ...process.env, SCHEMATHESIS_HOOKS: "" } });
+  // Run in the temporary directory: schemathesis keeps its .schemathesis/ state in the cwd.
+  const r = spawnSync(st, args, { stdio: "inherit", cwd: dir, env: { ...process.env, SCHEMATHESIS_HOOKS: "" } });
   status = r.status ?? 1;
 } finally {
   await relay?.stop();
