@@ -14,6 +14,9 @@ cargo build --quiet -p hubspot-sim -p hsq-relay
 
 bash scripts/test-rust-shell.sh
 
+echo "== schemathesis against the live relay (bounded; longer: node scripts/schemathesis.mjs --max-examples 1000) =="
+node scripts/schemathesis.mjs --max-examples 60
+
 echo "== node --test (headless Chromium) =="
 node --test --test-concurrency=1 tests/e2e/
 

@@ -3,7 +3,10 @@
 mod crash;
 mod email_change;
 mod faults;
+mod fuzz;
+mod hardening;
 mod helpers;
 mod identity;
 mod input;
+mod openapi;
 mod sync;
