@@ -122,7 +122,7 @@ async fn release(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult
     if !valid_lease_id(&id) {
         return Err(ApiError::BadRequest("not a leaseId this relay issues".into()));
     }
-    s.relay.release(&id)?;
+    s.relay.release(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -132,7 +132,7 @@ async fn release_on_hide(State(s): State<AppState>, Path(id): Path<String>) -> A
     if !valid_lease_id(&id) {
         return Err(ApiError::BadRequest("not a leaseId this relay issues".into()));
     }
-    s.relay.release_after_grace(&id)?;
+    s.relay.release_after_grace(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -182,10 +182,10 @@ async fn put_user(
     let lock = relay.user_lock(&sub);
     let _g = lock.lock().await;
     let now = now_ms();
-    let user = relay.store.note_app_email(&sub, &email, now, None, None)?;
+    let user = relay.store.note_app_email(&sub, &email, now, None, None).await?;
     let queued = user.hubspot_email.as_deref() != Some(email.as_str()) || b.properties.as_ref().is_some_and(|p| !p.is_empty());
     if queued {
-        relay.queue_change(&sub, &email, b.properties.as_ref().filter(|p| !p.is_empty()), now)?;
+        relay.queue_change(&sub, &email, b.properties.as_ref().filter(|p| !p.is_empty()), now).await?;
     }
     Ok((StatusCode::ACCEPTED, Json(json!({ "sub": sub, "email": email, "queued": queued }))))
 }
@@ -194,8 +194,8 @@ async fn put_user(
 async fn get_user(State(s): State<AppState>, Path(sub): Path<String>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     admin(&s, &headers)?;
     check_sub(&sub)?;
-    let user = s.relay.store.user(&sub)?.ok_or_else(|| ApiError::NotFound(format!("no user {sub:?} has been seen")))?;
-    let job = s.relay.store.job(&sub)?;
+    let user = s.relay.store.user(&sub).await?.ok_or_else(|| ApiError::NotFound(format!("no user {sub:?} has been seen")))?;
+    let job = s.relay.store.job(&sub).await?;
     Ok(Json(json!({
         "sub": user.sub,
         "contactId": user.contact_id,
@@ -209,12 +209,12 @@ async fn get_user(State(s): State<AppState>, Path(sub): Path<String>, headers: H
 }
 
 async fn healthz(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    let depth = s.relay.store.outbox_depth()?;
+    let depth = s.relay.store.outbox_depth().await?;
     Ok(Json(json!({ "status": "ok", "outboxDepth": depth })))
 }
 
 async fn metrics(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let depth = s.relay.store.outbox_depth()?;
-    let leases = s.relay.store.live_leases(now_ms())?;
+    let depth = s.relay.store.outbox_depth().await?;
+    let leases = s.relay.store.live_leases(now_ms()).await?;
     Ok(([("content-type", "text/plain; version=0.0.4")], s.relay.metrics.render(depth, leases)))
 }

@@ -1,4 +1,5 @@
-//! The relay against hubspot-sim over real HTTP, with real SQLite. One test binary.
+//! The relay against hubspot-sim over real HTTP, with real SQLite (or PostgreSQL with
+//! `HSQ_TEST_DB=postgres`; `multi_relay` always runs on PostgreSQL). One test binary.
 
 mod crash;
 mod email_change;
@@ -6,4 +7,6 @@ mod faults;
 mod helpers;
 mod identity;
 mod input;
+mod multi_relay;
+mod pg;
 mod sync;
