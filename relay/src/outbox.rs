@@ -54,15 +54,9 @@ pub async fn run(relay: Arc<Relay>) {
 
 /// Every minute: deletes ended leases, old utk bindings, old applied jobs and expired chat tokens.
 pub async fn prune(relay: Arc<Relay>) {
-    let keep = Retention {
-        leases_ms: 3_600_000,
-        utk_ms: relay.config.utk_retention_days as i64 * 86_400_000,
-        jobs_ms: 7 * 86_400_000,
-    };
+    let keep = Retention { utk_ms: relay.config.utk_retention_days as i64 * 86_400_000, ..Retention::default() };
     loop {
         match relay.store.prune(now_ms(), keep).await {
-            // A full batch: more is waiting; go on at once.
-            Ok(p) if p.leases == 5000 || p.utk_bindings == 5000 || p.jobs == 5000 || p.chat_tokens == 5000 => continue,
             Ok(p) => {
                 if p != Default::default() {
                     tracing::debug!(?p, "pruned");
@@ -135,11 +129,23 @@ async fn apply(relay: &Relay, job: Job) -> Result<(), StoreError> {
     tx.commit().await?;
 
     let mut props: Map<String, Value> = serde_json::from_str(&job.properties).unwrap_or_default();
+    let extra = !props.is_empty();
     props.insert("email".into(), json!(job.to_email));
     // Finish (or give up) well inside the claim, so no other relay takes the job meanwhile.
     let deadline = tokio::time::Instant::from_std(started) + claim.mul_f32(0.8);
     let retry = Retry { attempts: Retry::background().attempts, deadline: Some(deadline) };
-    let result = relay.hubspot.update(&contact_id, Value::Object(props.clone()), retry).await;
+    let mut result = relay.hubspot.update(&contact_id, Value::Object(props.clone()), retry).await;
+    // A property HubSpot refuses (deleted or made read-only since the PUT was checked) never
+    // blocks the email: apply the email alone and report the property.
+    let mut dropped = None;
+    if extra {
+        if let Err(e @ HubSpotError::Status { status: 400, .. }) = &result {
+            tracing::warn!(sub = %job.sub, error = %e, "HubSpot refused the change's properties; applying the email alone");
+            dropped = Some(format!("the properties were not applied: {e}"));
+            props = Map::from_iter([("email".to_string(), json!(job.to_email))]);
+            result = relay.hubspot.update(&contact_id, Value::Object(props.clone()), retry).await;
+        }
+    }
     let result = match result {
         Err(e) if e.status() == Some(409) && relay.config.conflict_policy == ConflictPolicy::Merge => {
             merge(relay, &job, &contact_id, props, e, retry).await
@@ -154,8 +160,8 @@ async fn apply(relay: &Relay, job: Job) -> Result<(), StoreError> {
         Ok((id, email)) => {
             tx.save_contact(&id, email.as_deref(), now, false).await?;
             tx.set_conflict(None, None).await?;
-            tx.set_error(None).await?;
-            tx.finish_job(job.version, "done", None, now).await?;
+            tx.set_error(dropped.as_deref()).await?;
+            tx.finish_job(job.version, "done", dropped.as_deref(), now).await?;
             tracing::info!(sub = %job.sub, contact = %id, "email change applied");
         }
         Err(e) if e.status() == Some(409) => {
@@ -168,6 +174,15 @@ async fn apply(relay: &Relay, job: Job) -> Result<(), StoreError> {
             // The contact was merged away or deleted: forget it and find the user's contact again.
             tx.forget_contact().await?;
             tx.retry_job(job.version, now, &e.to_string()).await?;
+        }
+        Err(e) if matches!(e.status(), Some(401) | Some(403)) => {
+            // The access token is wrong, expired or lacks a scope: an operator must fix it, and
+            // the change waits for that (retried with backoff) instead of being dropped.
+            relay.metrics.alarm("hubspot_auth");
+            let msg = format!("HubSpot refused the relay's access token ({e}); retrying until HUBSPOT_ACCESS_TOKEN is fixed");
+            tx.set_error(Some(&msg)).await?;
+            tx.retry_job(job.version, now + backoff_ms(job.attempts), &msg).await?;
+            tracing::error!(sub = %job.sub, error = %e, "ALARM: HubSpot refused the access token; the email change will be retried");
         }
         Err(e @ HubSpotError::Status { .. }) if !matches!(e.status(), Some(429) | Some(500..=599)) => {
             tx.set_error(Some(&e.to_string())).await?;

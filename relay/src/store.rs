@@ -94,15 +94,28 @@ pub struct SyncProgress {
     pub invalid: i64,
 }
 
+/// Leases released, or expired this long ago, are deleted by [`Store::prune`].
+pub const LEASE_KEEP_MS: i64 = 3_600_000;
+/// A utk binding not seen for this long (HubSpot's cookie lives 13 months) is deleted.
+pub const UTK_KEEP_MS: i64 = 400 * 86_400_000;
+/// Applied (`done`) outbox jobs are kept this long for `GET /v1/users/{sub}`.
+pub const JOB_KEEP_MS: i64 = 7 * 86_400_000;
+
 /// How long pruned rows are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
-    /// Leases that ended (expired or released) this long ago are deleted.
+    /// Released leases are deleted at once; expired ones this long after they ended.
     pub leases_ms: i64,
     /// utk bindings not seen for this long are deleted.
     pub utk_ms: i64,
     /// Applied (`done`) outbox jobs older than this are deleted.
     pub jobs_ms: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { leases_ms: LEASE_KEEP_MS, utk_ms: UTK_KEEP_MS, jobs_ms: JOB_KEEP_MS }
+    }
 }
 
 /// What one prune deleted.
@@ -848,14 +861,13 @@ impl Store for SqlStore {
         Ok(rows.first().and_then(|r| r[0].text()).filter(|o| o != sub))
     }
 
-    async fn release_lease(&self, id: &str, now: i64) -> StoreResult<Option<String>> {
+    async fn release_lease(&self, id: &str, _now: i64) -> StoreResult<Option<String>> {
         let rows = self
             .write()
             .await?
             .query(
-                "UPDATE leases SET released = 1, expires_at = CASE WHEN expires_at < $2 THEN expires_at ELSE $2 END
-                 WHERE id = $1 AND released = 0 RETURNING sub",
-                vec![id.into(), now.into()],
+                "UPDATE leases SET released = 1 WHERE id = $1 AND released = 0 RETURNING sub",
+                vec![id.into()],
             )
             .await?;
         Ok(rows.first().and_then(|r| r[0].text()))
@@ -967,32 +979,28 @@ impl Store for SqlStore {
     }
 
     async fn prune(&self, now: i64, keep: Retention) -> StoreResult<Pruned> {
-        // Batches of at most 5,000 rows, each its own short statement, so a large backlog never
-        // holds the writer (or row locks) for long; the index on each range makes a batch cheap.
-        let mut p = Pruned::default();
-        let mut c = self.write().await?;
-        p.leases = c
-            .exec(
-                "DELETE FROM leases WHERE id IN (SELECT id FROM leases WHERE expires_at < $1 LIMIT 5000)",
-                vec![(now - keep.leases_ms).into()],
-            )
-            .await?;
-        p.utk_bindings = c
-            .exec(
-                "DELETE FROM utk_bindings WHERE utk IN (SELECT utk FROM utk_bindings WHERE at < $1 LIMIT 5000)",
-                vec![(now - keep.utk_ms).into()],
-            )
-            .await?;
-        p.jobs = c
-            .exec(
-                "DELETE FROM outbox WHERE sub IN (SELECT sub FROM outbox WHERE state = 'done' AND updated_at < $1 LIMIT 5000)",
-                vec![(now - keep.jobs_ms).into()],
-            )
-            .await?;
-        p.chat_tokens = c
-            .exec("DELETE FROM chat_tokens WHERE email IN (SELECT email FROM chat_tokens WHERE exp < $1 LIMIT 5000)", vec![now.into()])
-            .await?;
-        Ok(p)
+        // Batches of at most 5,000 rows, each its own short statement on a connection taken for
+        // it, so a large backlog never holds the writer (or row locks) for long; each range is
+        // read from an index.
+        const BATCHES: [&str; 4] = [
+            "DELETE FROM leases WHERE id IN (SELECT id FROM leases WHERE released = 1 UNION ALL
+             SELECT id FROM leases WHERE released = 0 AND expires_at < $1 LIMIT 5000)",
+            "DELETE FROM utk_bindings WHERE utk IN (SELECT utk FROM utk_bindings WHERE at < $1 LIMIT 5000)",
+            "DELETE FROM outbox WHERE sub IN (SELECT sub FROM outbox WHERE state = 'done' AND updated_at < $1 LIMIT 5000)",
+            "DELETE FROM chat_tokens WHERE email IN (SELECT email FROM chat_tokens WHERE exp < $1 LIMIT 5000)",
+        ];
+        let cutoffs = [now - keep.leases_ms, now - keep.utk_ms, now - keep.jobs_ms, now];
+        let mut counts = [0u64; 4];
+        for (i, sql) in BATCHES.iter().enumerate() {
+            loop {
+                let n = self.write().await?.exec(sql, vec![cutoffs[i].into()]).await?;
+                counts[i] += n;
+                if n < 5000 {
+                    break;
+                }
+            }
+        }
+        Ok(Pruned { leases: counts[0], utk_bindings: counts[1], jobs: counts[2], chat_tokens: counts[3] })
     }
 
     async fn clear_claims(&self) -> StoreResult<u64> {
@@ -1111,7 +1119,8 @@ mod tests {
         let keep = Retention { leases_ms: day, utk_ms: 2 * day, jobs_ms: 3 * day };
         let p = s.prune(5 * day, keep).await.unwrap();
         assert_eq!((p.leases, p.utk_bindings, p.jobs), (1, 1, 1));
-        assert_eq!(s.live_leases(4 * day).await.unwrap(), 1);
+        assert_eq!(s.release_lease("live", 4 * day).await.unwrap().as_deref(), Some("u"));
+        assert_eq!(s.prune(5 * day, keep).await.unwrap().leases, 1, "a released lease goes at once");
         assert_eq!(s.bind_utk("t-new", "v", 5 * day).await.unwrap().as_deref(), Some("u"), "a recent binding stays");
         assert_eq!(s.prune(5 * day, keep).await.unwrap(), Pruned::default());
     }

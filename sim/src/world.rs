@@ -43,6 +43,10 @@ pub fn valid_email(e: &str) -> bool {
         && e.len() <= 254
 }
 
+fn modification_metadata<S: serde::Serializer>(read_only: &bool, s: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&serde_json::json!({ "archivable": !*read_only, "readOnlyDefinition": *read_only, "readOnlyValue": *read_only }), s)
+}
+
 /// A contact property definition (the properties API).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -54,7 +58,8 @@ pub struct PropertyDef {
     pub field_type: String,
     pub group_name: String,
     pub has_unique_value: bool,
-    #[serde(skip)]
+    /// Serialized as HubSpot does: `modificationMetadata.readOnlyValue`.
+    #[serde(rename = "modificationMetadata", serialize_with = "modification_metadata")]
     pub read_only: bool,
     pub hubspot_defined: bool,
     pub created_at: String,

@@ -4,9 +4,11 @@
 mod crash;
 mod email_change;
 mod faults;
+mod hardening;
 mod helpers;
 mod identity;
 mod input;
 mod multi_relay;
 mod pg;
+mod plans;
 mod sync;
