@@ -4,11 +4,13 @@
 mod crash;
 mod email_change;
 mod faults;
+mod fuzz;
 mod hardening;
 mod helpers;
 mod identity;
 mod input;
 mod multi_relay;
+mod openapi;
 mod pg;
 mod plans;
 mod sync;

@@ -79,8 +79,8 @@ async fn a_relay_sigkilled_after_accepting_a_change_loses_nothing_and_the_other_
     // Arrange: two relay processes on one database; pages on relay A hold leases.
     let sim = start_sim(&[]).await;
     let db = crate::pg::fresh_database();
-    // A claim relay A held when it died runs out after 5 s (30 s by default).
-    let env = [("HSQ_OUTBOX_CLAIM_SECS", "5"), ("HSQ_OUTBOX_POLL_MS", "100")];
+    // A claim relay A held when it died runs out after 10 s (30 s by default).
+    let env = [("HSQ_OUTBOX_CLAIM_SECS", "10"), ("HSQ_OUTBOX_POLL_MS", "100")];
     let (mut relay_a, a) = start_relay_with(&sim.url, &db, &env);
     let (mut relay_b, b) = start_relay_with(&sim.url, &db, &env);
     let http = reqwest::Client::new();
@@ -100,7 +100,7 @@ async fn a_relay_sigkilled_after_accepting_a_change_loses_nothing_and_the_other_
     for l in &leases {
         assert_eq!(send(&http, Method::DELETE, format!("{b}/v1/leases/{l}"), None, None).await.status, 204);
     }
-    eventually("all five changes applied by relay B", 30, || async {
+    eventually("all five changes applied by relay B", 60, || async {
         contact_emails(&http, &sim.url).await.iter().filter(|(_, e)| e.ends_with("-new@x.io")).count() == 5
     })
     .await;
