@@ -98,9 +98,9 @@ fn claims(token: &str) -> Option<Claims> {
     let binary = web_sys::window()?.atob(&b64).ok()?;
     let bytes: Vec<u8> = binary.chars().map(|c| c as u32).map(u8::try_from).collect::<Result<_, _>>().ok()?;
     let text = String::from_utf8(bytes).ok()?;
-    let mut c: Claims = from_json(&text)?;
-    c.email = String::from(js_sys::JsString::from(c.email.as_str()).trim().to_lower_case());
-    Some(c)
+    let t: Ticket = from_json(&text)?;
+    let email = String::from(js_sys::JsString::from(t.email?.as_str()).trim().to_lower_case());
+    Some(Claims { sub: t.sub?, email })
 }
 
 fn kind_of(v: &JsValue) -> Val<'static> {
@@ -263,7 +263,7 @@ impl Shell {
             tracker::chat_settings(None, None);
         }
         if consent == Consent::Granted {
-            hs.clone().begin(true).await;
+            let _ = hs.begin_spawned().await;
         } else {
             // Nothing is identified or asked before analytics consent. HubSpot's tracker asks for
             // consent, so it may load at once.
@@ -275,7 +275,7 @@ impl Shell {
                     hs.emit(&[PageEvent::Consent { analytics }]);
                     if analytics && !hs.consented.get() {
                         let hs = hs.clone();
-                        spawn_local(async move { hs.begin(false).await });
+                        let _ = hs.begin_spawned();
                     }
                 })
                 .into_js_value()
@@ -668,8 +668,23 @@ impl Shell {
         }
     }
 
+    /// `begin` in one spawned task (one copy of its state machine, not one inlined into each
+    /// caller's); the future ends when the first decision is settled.
+    fn begin_spawned(self: &Rc<Self>) -> JsFuture {
+        let mut resolve: Option<Function> = None;
+        let p = Promise::new(&mut |res: Function, _: Function| resolve = Some(res));
+        let hs = self.clone();
+        spawn_local(async move {
+            hs.begin().await;
+            if let Some(r) = resolve {
+                let _ = r.call0(&JsValue::UNDEFINED);
+            }
+        });
+        JsFuture::from(p)
+    }
+
     /// Consent given (or not needed): the first decision, then the relay.
-    async fn begin(self: Rc<Self>, wait: bool) {
+    async fn begin(self: Rc<Self>) {
         self.consented.set(true);
         self.settling.set(true);
         if self.core.borrow().is_none() {
@@ -708,22 +723,14 @@ impl Shell {
         // The tracker and held entries (and an anonymous chat, if the email is not confirmed by
         // then) wait for the relay's first answer or the timeout; `start` waits too unless
         // consent came later.
-        let hs = self.clone();
-        let settled = async move {
-            let asking = hs.clone();
-            race(hs.o.timeout_ms, async move { asking.ask().await }).await;
-            hs.settling.set(false);
-            hs.flush();
-            hs.insert_tracker();
-            if hs.o.chat && hs.chat_as.borrow().is_none() {
-                *hs.chat_as.borrow_mut() = Some(None);
-                tracker::load_chat(None, None, false);
-            }
-        };
-        if wait {
-            settled.await;
-        } else {
-            spawn_local(settled);
+        let asking = self.clone();
+        race(self.o.timeout_ms, async move { asking.ask().await }).await;
+        self.settling.set(false);
+        self.flush();
+        self.insert_tracker();
+        if self.o.chat && self.chat_as.borrow().is_none() {
+            *self.chat_as.borrow_mut() = Some(None);
+            tracker::load_chat(None, None, false);
         }
     }
 
@@ -877,7 +884,7 @@ impl Shell {
             .ok_or_else(|| super::type_error("hsq-identity: refresh(assertion): its payload has no sub and email claims"))?;
         if self.core.borrow().is_none() {
             self.new_core(&c);
-            self.clone().begin(true).await;
+            let _ = self.begin_spawned().await;
             return Ok(self.identity());
         }
         let plan = {
