@@ -11,7 +11,6 @@ use super::{cookies, relay, storage, tracker};
 use crate::core::options::{self, AssertionSource, Consent, Storage, Val};
 use crate::core::session::{Event, Plan, Session, HOLD_MARGIN_MS};
 use crate::core::ticket::{self, State};
-use alloc::collections::VecDeque;
 use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
 use js_sys::{Array, Function, Object, Promise, Reflect, WeakSet};
@@ -60,7 +59,7 @@ pub struct Shell {
     generation: Cell<u32>,
     queue: RefCell<Option<Queue>>,
     ticket: RefCell<Option<Ticket>>,
-    held: RefCell<VecDeque<JsValue>>,
+    held: RefCell<Vec<JsValue>>,
     restored: RefCell<Vec<JsValue>>,
     /// `setPath` entries the shell put before held page views.
     pins: WeakSet,
@@ -128,17 +127,20 @@ fn is_jws(s: &str) -> bool {
 
 fn page_event<'a>(e: &'a Event) -> PageEvent<'a> {
     match e {
-        Event::Identified { state: State::Confirmed, email, cached } => {
-            PageEvent::Identified { state: "confirmed", email: email.as_deref().unwrap_or(""), cached: *cached }
-        }
-        Event::Identified { state: State::Pending, .. } => PageEvent::Pending { state: "pending" },
-        Event::Identified { state: State::Conflict, .. } => PageEvent::Conflict { state: "conflict" },
-        Event::Identified { state: State::Unknown, .. } => PageEvent::Unknown { state: "unknown" },
-        Event::Hold => PageEvent::Hold,
-        Event::Release => PageEvent::Release { count: None },
-        Event::LeaseReleased => PageEvent::LeaseReleased,
-        Event::RotateUtk => PageEvent::RotateUtk,
-        Event::RelayError(m) => PageEvent::RelayError { message: m },
+        Event::Identified { state: State::Confirmed, email, cached } => PageEvent {
+            state: Some("confirmed"),
+            email: Some(Some(email.as_deref().unwrap_or(""))),
+            cached: Some(*cached),
+            ..PageEvent::of("identified")
+        },
+        Event::Identified { state: State::Pending, .. } => PageEvent { state: Some("pending"), ..PageEvent::of("pending") },
+        Event::Identified { state: State::Conflict, .. } => PageEvent { state: Some("conflict"), ..PageEvent::of("conflict") },
+        Event::Identified { state: State::Unknown, .. } => PageEvent { state: Some("unknown"), ..PageEvent::of("unknown") },
+        Event::Hold => PageEvent::of("hold"),
+        Event::Release => PageEvent::of("release"),
+        Event::LeaseReleased => PageEvent::of("lease-released"),
+        Event::RotateUtk => PageEvent::of("rotate-utk"),
+        Event::RelayError(m) => PageEvent { message: Some(m), ..PageEvent::of("relay-error") },
     }
 }
 
@@ -200,7 +202,7 @@ impl Shell {
             generation: Cell::new(0),
             queue: RefCell::new(None),
             ticket: RefCell::new(None),
-            held: RefCell::new(VecDeque::new()),
+            held: RefCell::new(Vec::new()),
             restored: RefCell::new(Vec::new()),
             pins: WeakSet::new(),
             asking: Cell::new(false),
@@ -272,7 +274,7 @@ impl Shell {
                 Closure::<dyn Fn(JsValue)>::new(move |c: JsValue| {
                     let cats = super::get(&c, "categories");
                     let analytics = c.is_truthy() && (super::get(&cats, "analytics").is_truthy() || super::get(&c, "allowed").is_truthy());
-                    hs.emit(&[PageEvent::Consent { analytics }]);
+                    hs.emit(&[PageEvent { analytics: Some(analytics), ..PageEvent::of("consent") }]);
                     if analytics && !hs.consented.get() {
                         let hs = hs.clone();
                         let _ = hs.begin_spawned();
@@ -416,10 +418,7 @@ impl Shell {
             let kept = storage::get(self.o.storage, HELD_KEY).and_then(|t| js_sys::JSON::parse(&t).ok());
             storage::remove(self.o.storage, HELD_KEY);
             if let Some(k) = kept.filter(Array::is_array) {
-                let mut held = self.held.borrow_mut();
-                for e in k.unchecked_into::<Array>().iter().collect::<Vec<_>>().into_iter().rev() {
-                    held.push_front(e);
-                }
+                self.held.borrow_mut().splice(0..0, k.unchecked_into::<Array>().iter());
             }
         }
         self.watch_leave();
@@ -472,16 +471,16 @@ impl Shell {
         let result = if hold {
             let mut held = self.held.borrow_mut();
             if held.len() >= HELD_MAX {
-                held.pop_front();
+                held.remove(0);
             }
             // A held page view keeps the path it was made on, even if it goes out from another page.
-            let after_set_path = held.back().is_some_and(|l| super::command_of(l).as_deref() == Some("setPath"));
+            let after_set_path = held.last().is_some_and(|l| super::command_of(l).as_deref() == Some("setPath"));
             if super::command_of(&out).as_deref() == Some("trackPageView") && !after_set_path {
                 let pin = super::entry("setPath", &super::page_path().into());
                 self.pins.add(pin.unchecked_ref());
-                held.push_back(pin);
+                held.push(pin);
             }
-            held.push_back(out);
+            held.push(out);
             first_held = held.len() == 1;
             None
         } else if out.is_undefined() {
@@ -493,7 +492,7 @@ impl Shell {
             self.watch_leave();
         }
         if let Some((given, sent)) = &guard {
-            self.emit(&[PageEvent::Guard { email: Some(given), sent: sent.as_deref() }]);
+            self.emit(&[PageEvent { email: Some(Some(given)), sent: Some(sent.as_deref()), ..PageEvent::of("guard") }]);
         }
         result
     }
@@ -505,7 +504,7 @@ impl Shell {
         if is_hit(&e) && super::now() <= self.last_hit.get() {
             // A second hit in the same millisecond would be the same image URL, which the browser
             // fetches once: it waits a moment, and what comes after waits behind it.
-            self.held.borrow_mut().push_front(e);
+            self.held.borrow_mut().insert(0, e);
             if self.flush_timer.get() == 0.0 {
                 let hs = self.clone();
                 self.flush_timer.set(super::set_timeout(1.0, move || {
@@ -541,9 +540,15 @@ impl Shell {
             if self.leaving.get() || self.holding_now() {
                 break;
             }
-            let Some(e) = self.held.borrow_mut().pop_front() else { break };
+            let e = {
+                let mut held = self.held.borrow_mut();
+                if held.is_empty() {
+                    break;
+                }
+                held.remove(0)
+            };
             self.out(e.clone());
-            if self.held.borrow().front() == Some(&e) {
+            if self.held.borrow().first() == Some(&e) {
                 return; // it waits a moment (see `out`)
             }
         }
@@ -589,8 +594,8 @@ impl Shell {
         }
         let mut events: Vec<PageEvent> = p.events.iter().map(page_event).collect();
         if release > 0 {
-            events.retain(|e| !matches!(e, PageEvent::Release { .. }));
-            events.push(PageEvent::Release { count: Some(release) });
+            events.retain(|e| e.kind != "release");
+            events.push(PageEvent { count: Some(release), ..PageEvent::of("release") });
         }
         if let Some(c) = p.chat.as_ref().filter(|c| self.o.chat && !c.email.is_empty()) {
             let mut chat_as = self.chat_as.borrow_mut();
@@ -919,7 +924,7 @@ impl Shell {
         if had_chat {
             tracker::clear_chat();
         }
-        self.emit(&[PageEvent::Reset]);
+        self.emit(&[PageEvent::of("reset")]);
     }
 }
 
