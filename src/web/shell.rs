@@ -91,12 +91,13 @@ fn is_hit(e: &JsValue) -> bool {
 
 /// `sub` and `email` (trimmed, lowercased) from an assertion's payload. Unverified: the relay
 /// verifies; the page only needs to know whose it is.
-fn claims(token: &str) -> Option<Claims> {
+pub fn claims(token: &str) -> Option<Claims> {
     let payload = token.split('.').nth(1)?;
     let b64: String = payload.chars().map(|c| match c { '-' => '+', '_' => '/', c => c }).collect();
     let binary = web_sys::window()?.atob(&b64).ok()?;
-    let bytes: Vec<u8> = binary.chars().map(|c| c as u32).map(u8::try_from).collect::<Result<_, _>>().ok()?;
-    let text = String::from_utf8(bytes).ok()?;
+    // The payload's UTF-8 bytes as Latin-1 text: escape() makes them %XX, decodeURIComponent
+    // reads those as UTF-8 (a URIError when they are not), without Rust's UTF-8 validation code.
+    let text = String::from(js_sys::decode_uri_component(&String::from(js_sys::escape(&binary))).ok()?);
     let t: Ticket = from_json(&text)?;
     let email = String::from(js_sys::JsString::from(t.email?.as_str()).trim().to_lower_case());
     Some(Claims { sub: t.sub?, email })
