@@ -13,7 +13,7 @@ mkdir -p "$stage" pkg
 wasm-bindgen --target web --no-typescript --out-dir "$stage" --out-name hsq_identity \
   target/wasm32-unknown-unknown/release/hsq_identity.wasm
 # binaryen from npm (132): Debian's wasm-opt (108) breaks the reference-types tables rustc emits.
-node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers \
+node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers --strip-target-features \
   "$stage/hsq_identity_bg.wasm" -o pkg/hsq_identity_bg.wasm
 cp js/index.js "$stage/index.js"
 node_modules/.bin/esbuild "$stage/index.js" --bundle --format=esm --minify --target=es2022 \

@@ -28,7 +28,8 @@ function functions(buf) {
     const id = buf[pos++], size = leb(), end = pos + size;
     if (id === 2) {
       for (let n = leb(), i = 0; i < n; i++) {
-        pos += leb(); pos += leb(); // module, field
+        // module, field (`pos += leb()` would add to pos as it was before leb() moved it)
+        for (let k = 0; k < 2; k++) { const len = leb(); pos += len; }
         const kind = buf[pos++];
         if (kind === 0) (leb(), imports++);
         else if (kind === 1) (pos++, buf[pos++] & 1 ? (leb(), leb()) : leb());
@@ -66,7 +67,9 @@ function functions(buf) {
 
 /** The crate a (demangled, as rustc names it) function belongs to. */
 function crateOf(name) {
-  const m = /^(?:<)?(?:_?<)?([a-z_][a-z0-9_]*)::/.exec(name.replace(/^<?&?(mut )?/, ""));
+  if (/flt2dec|fmt::float|bignum|diy_float|<f64 as/.test(name)) return "core (f64 formatting)";
+  // The standard library's names carry a hash: core[c5930c85a12de822]::...
+  const m = /^(?:<)?(?:_?<)?([a-z_][a-z0-9_]*)(?:\[[0-9a-f]+\])?::/.exec(name.replace(/^<?&?(mut )?/, ""));
   if (!m) return name.startsWith("__wbg") || name.startsWith("__wbindgen") ? "wasm_bindgen (glue)" : "(other)";
   return m[1];
 }

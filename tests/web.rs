@@ -189,3 +189,25 @@ async fn bad_options_reject_start_naming_the_option() {
         assert!(got.starts_with("hsq-identity: "), "{got}");
     }
 }
+
+/// A token whose payload is `payload_js` (a JS expression for the payload's text) as base64url.
+fn token_with(payload_js: &str) -> String {
+    let code = format!(
+        "return 'h.' + btoa({payload_js}).replace(/\\+/g, '-').replace(/\\//g, '_').replace(/=+$/, '') + '.s'"
+    );
+    js(&code).as_string().unwrap()
+}
+
+#[wasm_bindgen_test]
+fn claims_are_read_as_utf8_and_bad_payloads_are_none() {
+    use hsq_identity::web::shell::claims;
+    // UTF-8 bytes of the JSON as a binary string, as a JWS payload carries them.
+    let utf8 = |json: &str| format!("unescape(encodeURIComponent({json:?}))");
+    let c = claims(&token_with(&utf8(r#"{"sub":"u_1","email":" Jöl.Ünï@X.io ","exp":1}"#))).expect("claims");
+    assert_eq!((c.sub.as_str(), c.email.as_str()), ("u_1", "jöl.ünï@x.io"));
+    // Not UTF-8 (a lone 0xFF byte), no sub, not JSON, not base64: none, and no panic.
+    assert!(claims(&token_with(r#"'{"sub":"u","email":"\xff@x.io"}'"#)).is_none());
+    assert!(claims(&token_with(&utf8(r#"{"email":"a@x.io"}"#))).is_none());
+    assert!(claims(&token_with("'not json'")).is_none());
+    assert!(claims("h.%%%.s").is_none());
+}

@@ -11,7 +11,6 @@ use super::{cookies, relay, storage, tracker};
 use crate::core::options::{self, AssertionSource, Consent, Storage, Val};
 use crate::core::session::{Event, Plan, Session, HOLD_MARGIN_MS};
 use crate::core::ticket::{self, State};
-use alloc::collections::VecDeque;
 use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
 use js_sys::{Array, Function, Object, Promise, Reflect, WeakSet};
@@ -60,7 +59,7 @@ pub struct Shell {
     generation: Cell<u32>,
     queue: RefCell<Option<Queue>>,
     ticket: RefCell<Option<Ticket>>,
-    held: RefCell<VecDeque<JsValue>>,
+    held: RefCell<Vec<JsValue>>,
     restored: RefCell<Vec<JsValue>>,
     /// `setPath` entries the shell put before held page views.
     pins: WeakSet,
@@ -92,15 +91,16 @@ fn is_hit(e: &JsValue) -> bool {
 
 /// `sub` and `email` (trimmed, lowercased) from an assertion's payload. Unverified: the relay
 /// verifies; the page only needs to know whose it is.
-fn claims(token: &str) -> Option<Claims> {
+pub fn claims(token: &str) -> Option<Claims> {
     let payload = token.split('.').nth(1)?;
     let b64: String = payload.chars().map(|c| match c { '-' => '+', '_' => '/', c => c }).collect();
     let binary = web_sys::window()?.atob(&b64).ok()?;
-    let bytes: Vec<u8> = binary.chars().map(|c| c as u32).map(u8::try_from).collect::<Result<_, _>>().ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    let mut c: Claims = from_json(&text)?;
-    c.email = String::from(js_sys::JsString::from(c.email.as_str()).trim().to_lower_case());
-    Some(c)
+    // The payload's UTF-8 bytes as Latin-1 text: escape() makes them %XX, decodeURIComponent
+    // reads those as UTF-8 (a URIError when they are not), without Rust's UTF-8 validation code.
+    let text = String::from(js_sys::decode_uri_component(&String::from(js_sys::escape(&binary))).ok()?);
+    let t: Ticket = from_json(&text)?;
+    let email = String::from(js_sys::JsString::from(t.email?.as_str()).trim().to_lower_case());
+    Some(Claims { sub: t.sub?, email })
 }
 
 fn kind_of(v: &JsValue) -> Val<'static> {
@@ -128,17 +128,20 @@ fn is_jws(s: &str) -> bool {
 
 fn page_event<'a>(e: &'a Event) -> PageEvent<'a> {
     match e {
-        Event::Identified { state: State::Confirmed, email, cached } => {
-            PageEvent::Identified { state: "confirmed", email: email.as_deref().unwrap_or(""), cached: *cached }
-        }
-        Event::Identified { state: State::Pending, .. } => PageEvent::Pending { state: "pending" },
-        Event::Identified { state: State::Conflict, .. } => PageEvent::Conflict { state: "conflict" },
-        Event::Identified { state: State::Unknown, .. } => PageEvent::Unknown { state: "unknown" },
-        Event::Hold => PageEvent::Hold,
-        Event::Release => PageEvent::Release { count: None },
-        Event::LeaseReleased => PageEvent::LeaseReleased,
-        Event::RotateUtk => PageEvent::RotateUtk,
-        Event::RelayError(m) => PageEvent::RelayError { message: m },
+        Event::Identified { state: State::Confirmed, email, cached } => PageEvent {
+            state: Some("confirmed"),
+            email: Some(Some(email.as_deref().unwrap_or(""))),
+            cached: Some(*cached),
+            ..PageEvent::of("identified")
+        },
+        Event::Identified { state: State::Pending, .. } => PageEvent { state: Some("pending"), ..PageEvent::of("pending") },
+        Event::Identified { state: State::Conflict, .. } => PageEvent { state: Some("conflict"), ..PageEvent::of("conflict") },
+        Event::Identified { state: State::Unknown, .. } => PageEvent { state: Some("unknown"), ..PageEvent::of("unknown") },
+        Event::Hold => PageEvent::of("hold"),
+        Event::Release => PageEvent::of("release"),
+        Event::LeaseReleased => PageEvent::of("lease-released"),
+        Event::RotateUtk => PageEvent::of("rotate-utk"),
+        Event::RelayError(m) => PageEvent { message: Some(m), ..PageEvent::of("relay-error") },
     }
 }
 
@@ -200,7 +203,7 @@ impl Shell {
             generation: Cell::new(0),
             queue: RefCell::new(None),
             ticket: RefCell::new(None),
-            held: RefCell::new(VecDeque::new()),
+            held: RefCell::new(Vec::new()),
             restored: RefCell::new(Vec::new()),
             pins: WeakSet::new(),
             asking: Cell::new(false),
@@ -263,7 +266,7 @@ impl Shell {
             tracker::chat_settings(None, None);
         }
         if consent == Consent::Granted {
-            hs.clone().begin(true).await;
+            let _ = hs.begin_spawned().await;
         } else {
             // Nothing is identified or asked before analytics consent. HubSpot's tracker asks for
             // consent, so it may load at once.
@@ -272,10 +275,10 @@ impl Shell {
                 Closure::<dyn Fn(JsValue)>::new(move |c: JsValue| {
                     let cats = super::get(&c, "categories");
                     let analytics = c.is_truthy() && (super::get(&cats, "analytics").is_truthy() || super::get(&c, "allowed").is_truthy());
-                    hs.emit(&[PageEvent::Consent { analytics }]);
+                    hs.emit(&[PageEvent { analytics: Some(analytics), ..PageEvent::of("consent") }]);
                     if analytics && !hs.consented.get() {
                         let hs = hs.clone();
-                        spawn_local(async move { hs.begin(false).await });
+                        let _ = hs.begin_spawned();
                     }
                 })
                 .into_js_value()
@@ -416,10 +419,7 @@ impl Shell {
             let kept = storage::get(self.o.storage, HELD_KEY).and_then(|t| js_sys::JSON::parse(&t).ok());
             storage::remove(self.o.storage, HELD_KEY);
             if let Some(k) = kept.filter(Array::is_array) {
-                let mut held = self.held.borrow_mut();
-                for e in k.unchecked_into::<Array>().iter().collect::<Vec<_>>().into_iter().rev() {
-                    held.push_front(e);
-                }
+                self.held.borrow_mut().splice(0..0, k.unchecked_into::<Array>().iter());
             }
         }
         self.watch_leave();
@@ -472,16 +472,16 @@ impl Shell {
         let result = if hold {
             let mut held = self.held.borrow_mut();
             if held.len() >= HELD_MAX {
-                held.pop_front();
+                held.remove(0);
             }
             // A held page view keeps the path it was made on, even if it goes out from another page.
-            let after_set_path = held.back().is_some_and(|l| super::command_of(l).as_deref() == Some("setPath"));
+            let after_set_path = held.last().is_some_and(|l| super::command_of(l).as_deref() == Some("setPath"));
             if super::command_of(&out).as_deref() == Some("trackPageView") && !after_set_path {
                 let pin = super::entry("setPath", &super::page_path().into());
                 self.pins.add(pin.unchecked_ref());
-                held.push_back(pin);
+                held.push(pin);
             }
-            held.push_back(out);
+            held.push(out);
             first_held = held.len() == 1;
             None
         } else if out.is_undefined() {
@@ -493,7 +493,7 @@ impl Shell {
             self.watch_leave();
         }
         if let Some((given, sent)) = &guard {
-            self.emit(&[PageEvent::Guard { email: Some(given), sent: sent.as_deref() }]);
+            self.emit(&[PageEvent { email: Some(Some(given)), sent: Some(sent.as_deref()), ..PageEvent::of("guard") }]);
         }
         result
     }
@@ -505,7 +505,7 @@ impl Shell {
         if is_hit(&e) && super::now() <= self.last_hit.get() {
             // A second hit in the same millisecond would be the same image URL, which the browser
             // fetches once: it waits a moment, and what comes after waits behind it.
-            self.held.borrow_mut().push_front(e);
+            self.held.borrow_mut().insert(0, e);
             if self.flush_timer.get() == 0.0 {
                 let hs = self.clone();
                 self.flush_timer.set(super::set_timeout(1.0, move || {
@@ -541,9 +541,15 @@ impl Shell {
             if self.leaving.get() || self.holding_now() {
                 break;
             }
-            let Some(e) = self.held.borrow_mut().pop_front() else { break };
+            let e = {
+                let mut held = self.held.borrow_mut();
+                if held.is_empty() {
+                    break;
+                }
+                held.remove(0)
+            };
             self.out(e.clone());
-            if self.held.borrow().front() == Some(&e) {
+            if self.held.borrow().first() == Some(&e) {
                 return; // it waits a moment (see `out`)
             }
         }
@@ -589,8 +595,8 @@ impl Shell {
         }
         let mut events: Vec<PageEvent> = p.events.iter().map(page_event).collect();
         if release > 0 {
-            events.retain(|e| !matches!(e, PageEvent::Release { .. }));
-            events.push(PageEvent::Release { count: Some(release) });
+            events.retain(|e| e.kind != "release");
+            events.push(PageEvent { count: Some(release), ..PageEvent::of("release") });
         }
         if let Some(c) = p.chat.as_ref().filter(|c| self.o.chat && !c.email.is_empty()) {
             let mut chat_as = self.chat_as.borrow_mut();
@@ -668,8 +674,23 @@ impl Shell {
         }
     }
 
+    /// `begin` in one spawned task (one copy of its state machine, not one inlined into each
+    /// caller's); the future ends when the first decision is settled.
+    fn begin_spawned(self: &Rc<Self>) -> JsFuture {
+        let mut resolve: Option<Function> = None;
+        let p = Promise::new(&mut |res: Function, _: Function| resolve = Some(res));
+        let hs = self.clone();
+        spawn_local(async move {
+            hs.begin().await;
+            if let Some(r) = resolve {
+                let _ = r.call0(&JsValue::UNDEFINED);
+            }
+        });
+        JsFuture::from(p)
+    }
+
     /// Consent given (or not needed): the first decision, then the relay.
-    async fn begin(self: Rc<Self>, wait: bool) {
+    async fn begin(self: Rc<Self>) {
         self.consented.set(true);
         self.settling.set(true);
         if self.core.borrow().is_none() {
@@ -708,22 +729,14 @@ impl Shell {
         // The tracker and held entries (and an anonymous chat, if the email is not confirmed by
         // then) wait for the relay's first answer or the timeout; `start` waits too unless
         // consent came later.
-        let hs = self.clone();
-        let settled = async move {
-            let asking = hs.clone();
-            race(hs.o.timeout_ms, async move { asking.ask().await }).await;
-            hs.settling.set(false);
-            hs.flush();
-            hs.insert_tracker();
-            if hs.o.chat && hs.chat_as.borrow().is_none() {
-                *hs.chat_as.borrow_mut() = Some(None);
-                tracker::load_chat(None, None, false);
-            }
-        };
-        if wait {
-            settled.await;
-        } else {
-            spawn_local(settled);
+        let asking = self.clone();
+        race(self.o.timeout_ms, async move { asking.ask().await }).await;
+        self.settling.set(false);
+        self.flush();
+        self.insert_tracker();
+        if self.o.chat && self.chat_as.borrow().is_none() {
+            *self.chat_as.borrow_mut() = Some(None);
+            tracker::load_chat(None, None, false);
         }
     }
 
@@ -877,7 +890,7 @@ impl Shell {
             .ok_or_else(|| super::type_error("hsq-identity: refresh(assertion): its payload has no sub and email claims"))?;
         if self.core.borrow().is_none() {
             self.new_core(&c);
-            self.clone().begin(true).await;
+            let _ = self.begin_spawned().await;
             return Ok(self.identity());
         }
         let plan = {
@@ -912,7 +925,7 @@ impl Shell {
         if had_chat {
             tracker::clear_chat();
         }
-        self.emit(&[PageEvent::Reset]);
+        self.emit(&[PageEvent::of("reset")]);
     }
 }
 
