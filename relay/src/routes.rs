@@ -196,11 +196,7 @@ pub async fn release(
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<StatusCode> {
-    limit(&s, peer, &headers)?;
-    let id = path(id)?;
-    if !valid_lease_id(&id) {
-        return Err(ApiError::BadRequest("not a leaseId this relay issues".into()));
-    }
+    let id = lease_path(&s, peer, &headers, id)?;
     s.relay.release(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -220,13 +216,19 @@ pub async fn release_on_hide(
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<StatusCode> {
-    limit(&s, peer, &headers)?;
+    let id = lease_path(&s, peer, &headers, id)?;
+    s.relay.release_after_grace(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The lease endpoints' common checks: the client's rate limit, then a `leaseId` this relay issues.
+fn lease_path(s: &AppState, peer: SocketAddr, headers: &HeaderMap, id: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    limit(s, peer, headers)?;
     let id = path(id)?;
     if !valid_lease_id(&id) {
         return Err(ApiError::BadRequest("not a leaseId this relay issues".into()));
     }
-    s.relay.release_after_grace(&id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(id)
 }
 
 fn admin(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
