@@ -503,6 +503,29 @@ pub async fn merge(State(sim): State<AppState>, body: Bytes) -> HsResult<Json<Va
     Ok(Json(w.contact_json(id, &[], false)))
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GdprBody {
+    object_id: Value,
+    #[serde(default)]
+    id_property: Option<String>,
+}
+
+/// `POST /crm/v3/objects/contacts/gdpr-delete` `{objectId, idProperty?}`: 204; the contact is gone
+/// for good (archived ones too).
+pub async fn gdpr_delete(State(sim): State<AppState>, body: Bytes) -> HsResult<StatusCode> {
+    let body: GdprBody = parse(&body)?;
+    let key = text(&body.object_id);
+    let mut w = sim.world();
+    let id = match w.lookup(&key, body.id_property.as_deref(), false) {
+        Ok(id) => id,
+        Err(_) if body.id_property.is_none() => key.parse::<u64>().ok().filter(|id| w.archived.contains_key(id)).ok_or_else(HsError::not_found)?,
+        Err(e) => return Err(e),
+    };
+    w.privacy_delete(id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `GET /crm/v3/properties/contacts`
 pub async fn list_properties(State(sim): State<AppState>) -> Json<Value> {
     let w = sim.world();

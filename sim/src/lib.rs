@@ -20,6 +20,7 @@ mod gate;
 mod legacy;
 mod scripts;
 mod admin;
+pub mod webhooks;
 pub mod world;
 
 pub use config::{Cli, Switches};
@@ -38,6 +39,8 @@ pub struct Sim {
     pub switches: RwLock<Switches>,
     pub world: Mutex<world::World>,
     pub gate: Mutex<gate::Gate>,
+    /// The webhook emitter's in-flight slots and log.
+    pub webhooks: webhooks::Emitter,
 }
 
 /// Handlers share one `Arc<Sim>`.
@@ -51,6 +54,7 @@ impl Sim {
             switches: RwLock::new(cli.switches.clone()),
             world: Mutex::new(world::World::new()),
             gate: Mutex::new(gate::Gate::default()),
+            webhooks: webhooks::Emitter::default(),
         }
     }
 
@@ -82,6 +86,7 @@ pub fn app(state: AppState) -> Router {
         .route("/crm/v3/objects/contacts", get(crm::list).post(crm::create))
         .route("/crm/v3/objects/contacts/search", post(crm::search))
         .route("/crm/v3/objects/contacts/merge", post(crm::merge))
+        .route("/crm/v3/objects/contacts/gdpr-delete", post(crm::gdpr_delete))
         .route("/crm/v3/objects/contacts/batch/{op}", post(crm::batch))
         .route("/crm/v3/objects/contacts/{id}", get(crm::read).patch(crm::update).delete(crm::archive))
         .route("/crm/v3/properties/contacts", get(crm::list_properties).post(crm::create_property))
@@ -119,10 +124,12 @@ pub async fn spawn(cli: Cli) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     let state = Arc::new(Sim::new(&cli));
     let router = app(state.clone());
+    let emitter = tokio::spawn(webhooks::run(state.clone()));
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             eprintln!("hubspot-sim: server stopped: {e}");
         }
+        emitter.abort();
     });
     Ok(Running { addr, url: format!("http://{addr}"), state, task })
 }

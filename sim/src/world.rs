@@ -142,6 +142,10 @@ pub struct World {
     pub hits: Vec<Hit>,
     pub chat_tokens: HashMap<String, ChatToken>,
     pub chat_events: Vec<ChatEvent>,
+    /// Archived (deleted) contacts, restorable (HubSpot keeps them 90 days).
+    pub archived: BTreeMap<u64, Contact>,
+    /// Contact changes not yet taken by the webhook emitter (see `webhooks`).
+    pub changes: Vec<Value>,
 }
 
 /// What a property write may do to the email.
@@ -175,6 +179,8 @@ impl World {
             hits: Vec::new(),
             chat_tokens: HashMap::new(),
             chat_events: Vec::new(),
+            archived: BTreeMap::new(),
+            changes: Vec::new(),
         };
         let created = iso(now_ms());
         // A few of HubSpot's default contact properties. Read-only ones cannot be written by the API.
@@ -217,6 +223,27 @@ impl World {
     fn seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq - 1
+    }
+
+    /// Records a contact change for the webhook emitter: `subscriptionType`, `objectId`,
+    /// `occurredAt` and the event's own fields (`extra`). The emitter adds the delivery fields.
+    pub fn emit(&mut self, kind: &str, object_id: u64, extra: Value) {
+        // Nobody drains the list when no emitter runs (unit tests): keep it bounded.
+        if self.changes.len() >= 100_000 {
+            self.changes.drain(..50_000);
+        }
+        let mut ev = json!({ "subscriptionType": kind, "objectId": object_id, "occurredAt": now_ms(), "changeSource": "CRM" });
+        if let (Some(e), Value::Object(x)) = (ev.as_object_mut(), extra) {
+            e.extend(x);
+        }
+        self.changes.push(ev);
+    }
+
+    fn emit_property(&mut self, id: u64, name: &str, value: &str) {
+        // Computed properties change on every write; HubSpot does not send them [guess].
+        if !matches!(name, "hs_object_id" | "createdate" | "lastmodifieddate") {
+            self.emit("contact.propertyChange", id, json!({ "propertyName": name, "propertyValue": value }));
+        }
     }
 
     /// Follows merge redirects to the id that answers for `id` now.
@@ -370,6 +397,11 @@ impl World {
                 merged_from: Vec::new(),
             },
         );
+        self.emit("contact.creation", id, json!({}));
+        let set: Vec<(String, String)> = self.contacts[&id].props.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (k, v) in set {
+            self.emit_property(id, &k, &v);
+        }
         id
     }
 
@@ -379,9 +411,10 @@ impl World {
         let Some(mut c) = self.contacts.remove(&id) else { return };
         for (k, v) in values {
             let old = c.props.get(&k).cloned();
-            if old.as_deref() == Some(v.as_str()) {
+            if old.as_deref() == Some(v.as_str()) || (old.is_none() && v.is_empty()) {
                 continue;
             }
+            self.emit_property(id, &k, &v);
             self.index(id, &k, old.as_deref(), Some(&v));
             if k == "email" && rules.old_email_kept {
                 if let Some(o) = old.as_deref().filter(|o| !o.is_empty()) {
@@ -486,10 +519,23 @@ impl World {
                 merged_from,
             },
         );
+        // HubSpot sends the merge and a deletion for each merged-away record, and no
+        // propertyChange for what the merge changed (hubspot-behavior.md section 9).
+        let moved = o.props.keys().filter(|k| !p.props.contains_key(*k)).count();
+        self.emit(
+            "contact.merge",
+            primary,
+            json!({ "primaryObjectId": primary, "mergedObjectIds": [other], "newObjectId": id, "numberOfPropertiesMoved": moved }),
+        );
+        for old in [primary, other] {
+            if old != id {
+                self.emit("contact.deletion", old, json!({}));
+            }
+        }
         Ok(id)
     }
 
-    /// Archives (deletes) a contact.
+    /// Archives (deletes) a contact; it stays restorable.
     pub fn archive(&mut self, id: u64) -> bool {
         let Some(c) = self.contacts.remove(&id) else { return false };
         for (k, v) in &c.props {
@@ -497,6 +543,44 @@ impl World {
         }
         self.utk_owner.retain(|_, o| *o != id);
         self.ext_id_owner.retain(|_, o| *o != id);
+        self.archived.insert(id, c);
+        self.emit("contact.deletion", id, json!({}));
+        true
+    }
+
+    /// Restores an archived contact under its id (as from HubSpot's recycle bin). Refused with
+    /// 409 when another contact now holds its email or a unique value [guess].
+    pub fn restore(&mut self, id: u64) -> HsResult<()> {
+        let c = self.archived.get(&id).ok_or_else(HsError::not_found)?;
+        for (k, v) in &c.props {
+            if let Some(holder) = self.unique.get(k.as_str()).and_then(|m| m.get(v)) {
+                return Err(HsError::contact_exists(*holder));
+            }
+        }
+        let c = self.archived.remove(&id).ok_or_else(HsError::not_found)?;
+        for (k, v) in &c.props {
+            self.index(id, k, None, Some(v));
+        }
+        self.contacts.insert(id, c);
+        self.emit("contact.restore", id, json!({}));
+        Ok(())
+    }
+
+    /// GDPR delete: removes the contact for good (also from the archive). HubSpot sends
+    /// `contact.privacyDeletion` and `contact.deletion`, in any order.
+    pub fn privacy_delete(&mut self, id: u64) -> bool {
+        let live = self.contacts.contains_key(&id);
+        if live {
+            self.archive(id);
+            self.changes.pop(); // the deletion goes out below, with the privacy deletion
+        }
+        if self.archived.remove(&id).is_none() {
+            return false;
+        }
+        self.emit("contact.privacyDeletion", id, json!({}));
+        if live {
+            self.emit("contact.deletion", id, json!({}));
+        }
         true
     }
 
