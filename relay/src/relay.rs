@@ -58,6 +58,8 @@ pub struct Relay {
     pub metrics: Arc<Metrics>,
     /// Wakes the outbox worker (a change was queued or a lease released).
     pub outbox_wake: Notify,
+    /// Wakes the worker that applies HubSpot-side changes (webhook events were stored).
+    pub hubspot_wake: Notify,
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     /// Users whose email change is being written to HubSpot right now.
     applying: Mutex<HashSet<String>>,
@@ -98,6 +100,7 @@ impl Relay {
             config,
             metrics,
             outbox_wake: Notify::new(),
+            hubspot_wake: Notify::new(),
             locks: Mutex::new(HashMap::new()),
             applying: Mutex::new(HashSet::new()),
         }
@@ -165,6 +168,11 @@ impl Relay {
             chat: None,
             now: now / 1000,
         };
+        if self.store.erased(&claims.sub)? {
+            // HubSpot deleted this user's contact for privacy: make none again (see webhooks.rs).
+            self.metrics.ticket("unknown");
+            return Ok(ticket);
+        }
         let contact = match self.contact_for(&user, &claims, &desired, now).await {
             Ok(c) => c,
             Err(HubSpotError::Busy(wait)) => return Err(ApiError::Unavailable(wait.as_secs().max(1))),

@@ -183,6 +183,8 @@ async fn put_user(
     let _g = lock.lock().await;
     let now = now_ms();
     let user = relay.store.note_app_email(&sub, &email, now, None, None)?;
+    // The app states the user again: a contact may be made again after a privacy deletion.
+    relay.store.set_erased(&sub, None)?;
     let queued = user.hubspot_email.as_deref() != Some(email.as_str()) || b.properties.as_ref().is_some_and(|p| !p.is_empty());
     if queued {
         relay.queue_change(&sub, &email, b.properties.as_ref().filter(|p| !p.is_empty()), now)?;

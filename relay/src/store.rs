@@ -98,6 +98,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn save_chat_token(&self, email: &str, token: &str, exp: i64) -> StoreResult<()>;
     fn sync_progress(&self, key: &str) -> StoreResult<SyncProgress>;
     fn save_sync_progress(&self, key: &str, p: SyncProgress) -> StoreResult<()>;
+
+    // HubSpot-side changes (webhooks and reconciliation).
+    /// The users linked to any of these contact ids.
+    fn users_by_contact(&self, contact_ids: &[String]) -> StoreResult<Vec<User>>;
+    /// Ends at once the live leases of `sub` on any email but `keep` (all of them when None).
+    /// Returns how many ended.
+    fn end_leases(&self, sub: &str, keep: Option<&str>, now: i64) -> StoreResult<usize>;
+    /// Stores received webhook events `(key, JSON)`; a key seen before is ignored. Returns how
+    /// many were new.
+    fn put_webhook_events(&self, events: &[(String, String)], now: i64) -> StoreResult<usize>;
+    /// Up to `limit` stored events due for processing: `(seq, JSON, attempts)`, oldest first.
+    fn due_webhook_events(&self, now: i64, limit: i64) -> StoreResult<Vec<(i64, String, i64)>>;
+    /// Marks an event processed (`next_at` None) or puts it off until `next_at`.
+    fn finish_webhook_event(&self, seq: i64, next_at: Option<i64>, error: Option<&str>) -> StoreResult<()>;
+    /// Users with a contact and a live lease whose contact was last read before `older_than`.
+    fn reconcile_due(&self, now: i64, older_than: i64, limit: i64) -> StoreResult<Vec<User>>;
+    /// Marks (or clears) a user whose contact HubSpot deleted for privacy: no contact is made again.
+    fn set_erased(&self, sub: &str, at: Option<i64>) -> StoreResult<()>;
+    fn erased(&self, sub: &str) -> StoreResult<bool>;
 }
 
 const SCHEMA: &str = "
@@ -141,6 +160,22 @@ CREATE TABLE IF NOT EXISTS sync_progress (
     conflicts INTEGER NOT NULL, invalid INTEGER NOT NULL
 );
 PRAGMA user_version = 1;
+";
+
+/// Tables for HubSpot-side changes, applied after [`SCHEMA`] (idempotent).
+const HUBSPOT_CHANGES_SCHEMA: &str = "
+CREATE INDEX IF NOT EXISTS users_by_contact ON users(contact_id);
+CREATE TABLE IF NOT EXISTS webhook_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    next_at INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS webhook_events_due ON webhook_events(next_at);
+CREATE TABLE IF NOT EXISTS erased_users (sub TEXT PRIMARY KEY, at INTEGER NOT NULL);
 ";
 
 /// The SQLite store.
@@ -189,6 +224,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "busy_timeout", 5000)?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(HUBSPOT_CHANGES_SCHEMA)?;
         Ok(SqliteStore { conn: Mutex::new(conn) })
     }
 
@@ -432,11 +468,130 @@ impl Store for SqliteStore {
             Ok(())
         })
     }
+
+    fn users_by_contact(&self, contact_ids: &[String]) -> StoreResult<Vec<User>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE contact_id = ?1"))?;
+            let mut out: Vec<User> = Vec::new();
+            for id in contact_ids {
+                for u in st.query_map([id], user_from)? {
+                    let u = u?;
+                    if !out.iter().any(|o| o.sub == u.sub) {
+                        out.push(u);
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn end_leases(&self, sub: &str, keep: Option<&str>, now: i64) -> StoreResult<usize> {
+        self.with(|c| {
+            Ok(c.prepare_cached(
+                "UPDATE leases SET released = 1 WHERE sub = ?1 AND released = 0 AND expires_at > ?3 AND (?2 IS NULL OR email != ?2)",
+            )?
+            .execute(params![sub, keep, now])?)
+        })
+    }
+
+    fn put_webhook_events(&self, events: &[(String, String)], now: i64) -> StoreResult<usize> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let mut n = 0;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO webhook_events (key, body, received_at, next_at) VALUES (?1, ?2, ?3, ?3)",
+                )?;
+                for (key, body) in events {
+                    n += st.execute(params![key, body, now])?;
+                }
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
+    fn due_webhook_events(&self, now: i64, limit: i64) -> StoreResult<Vec<(i64, String, i64)>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT seq, body, attempts FROM webhook_events WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![now, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })
+    }
+
+    fn finish_webhook_event(&self, seq: i64, next_at: Option<i64>, error: Option<&str>) -> StoreResult<()> {
+        self.with(|c| {
+            c.prepare_cached(
+                "UPDATE webhook_events SET next_at = ?2, last_error = ?3, attempts = attempts + (?2 IS NOT NULL) WHERE seq = ?1",
+            )?
+            .execute(params![seq, next_at, error])?;
+            Ok(())
+        })
+    }
+
+    fn reconcile_due(&self, now: i64, older_than: i64, limit: i64) -> StoreResult<Vec<User>> {
+        self.with(|c| {
+            let cols = USER_COLS.split(", ").map(|k| format!("u.{k}")).collect::<Vec<_>>().join(", ");
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {cols} FROM users u WHERE u.contact_id IS NOT NULL AND COALESCE(u.fetched_at, 0) < ?2
+                 AND EXISTS (SELECT 1 FROM leases l WHERE l.sub = u.sub AND l.released = 0 AND l.expires_at > ?1)
+                 ORDER BY u.fetched_at LIMIT ?3"
+            ))?;
+            let rows = st.query_map(params![now, older_than, limit], user_from)?;
+            rows.collect()
+        })
+    }
+
+    fn set_erased(&self, sub: &str, at: Option<i64>) -> StoreResult<()> {
+        self.with(|c| {
+            match at {
+                Some(at) => c.execute("INSERT OR REPLACE INTO erased_users (sub, at) VALUES (?1, ?2)", params![sub, at])?,
+                None => c.execute("DELETE FROM erased_users WHERE sub = ?1", [sub])?,
+            };
+            Ok(())
+        })
+    }
+
+    fn erased(&self, sub: &str) -> StoreResult<bool> {
+        self.with(|c| {
+            Ok(c.prepare_cached("SELECT 1 FROM erased_users WHERE sub = ?1")?.query_row([sub], |_| Ok(())).optional()?.is_some())
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_events_are_stored_once_per_key_and_leave_the_queue_when_finished() {
+        let s = store();
+        assert_eq!(s.put_webhook_events(&[("k1".into(), "{}".into()), ("k1".into(), "{}".into()), ("k2".into(), "[]".into())], 5).unwrap(), 2);
+        assert_eq!(s.put_webhook_events(&[("k2".into(), "[]".into())], 6).unwrap(), 0, "a duplicate delivery adds nothing");
+        let due = s.due_webhook_events(10, 10).unwrap();
+        assert_eq!(due.len(), 2);
+        s.finish_webhook_event(due[0].0, None, None).unwrap();
+        s.finish_webhook_event(due[1].0, Some(100), Some("HubSpot down")).unwrap();
+        assert!(s.due_webhook_events(10, 10).unwrap().is_empty());
+        assert_eq!(s.due_webhook_events(100, 10).unwrap()[0].2, 1, "one attempt counted");
+    }
+
+    #[test]
+    fn ending_leases_keeps_the_one_on_the_email_hubspot_holds() {
+        let s = store();
+        s.issue_lease("l1", "u", "a@x.io", 100).unwrap();
+        s.issue_lease("l2", "u", "b@x.io", 100).unwrap();
+        s.save_contact("u", "7", Some("b@x.io"), 1).unwrap();
+        assert_eq!(s.reconcile_due(50, 2, 10).unwrap().len(), 1);
+        assert_eq!(s.users_by_contact(&["7".into(), "8".into()]).unwrap()[0].sub, "u");
+        assert_eq!(s.end_leases("u", Some("b@x.io"), 50).unwrap(), 1);
+        assert!(!s.renew_lease("l1", "u", "a@x.io", 50, 200).unwrap());
+        assert!(s.renew_lease("l2", "u", "b@x.io", 50, 200).unwrap());
+        assert_eq!(s.end_leases("u", None, 50).unwrap(), 1);
+        assert!(s.reconcile_due(50, 2, 10).unwrap().is_empty(), "no live lease, nothing to reconcile");
+    }
 
     fn store() -> SqliteStore {
         SqliteStore::open(Path::new(":memory:")).unwrap()

@@ -4,6 +4,7 @@ mod crash;
 mod email_change;
 mod faults;
 mod helpers;
+mod hubspot_changes;
 mod identity;
 mod input;
 mod sync;
