@@ -44,3 +44,13 @@ if [ ! -f node_modules/.setup-lock-sum ] || [ "$(cat node_modules/.setup-lock-su
   npm ci --no-audit --no-fund --loglevel=error
   echo "$lock_sum" > node_modules/.setup-lock-sum
 fi
+
+# Python test tools (HubSpot's Python SDK, schemathesis): one virtualenv, reinstalled only when
+# scripts/requirements-dev.txt changes.
+req_sum=$(sha256sum scripts/requirements-dev.txt | cut -d' ' -f1)
+if [ ! -f .cache/venv/.setup-req-sum ] || [ "$(cat .cache/venv/.setup-req-sum)" != "$req_sum" ]; then
+  say "installing Python test tools into .cache/venv"
+  python3 -m venv .cache/venv
+  .cache/venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-dev.txt
+  echo "$req_sum" > .cache/venv/.setup-req-sum
+fi

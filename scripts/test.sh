@@ -14,3 +14,7 @@ cargo build --quiet -p hubspot-sim -p hsq-relay
 
 echo "== node --test (headless Chromium) =="
 node --test --test-concurrency=1 tests/e2e/
+
+echo "== HubSpot's official SDKs (Node, Python) against hubspot-sim =="
+node --test tests/sdk/
+.cache/venv/bin/python tests/sdk/python_sdk_test.py

@@ -207,6 +207,7 @@ async fn get_user(State(s): State<AppState>, Path(sub): Path<String>, headers: H
         "pendingJobs": job.iter().filter(|j| j.state == "pending").collect::<Vec<_>>(),
         "lastJob": job,
         "lastError": user.last_error,
+        "erased": s.relay.store.erased(&sub)?,
     })))
 }
 

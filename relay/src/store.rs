@@ -117,6 +117,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Marks (or clears) a user whose contact HubSpot deleted for privacy: no contact is made again.
     fn set_erased(&self, sub: &str, at: Option<i64>) -> StoreResult<()>;
     fn erased(&self, sub: &str) -> StoreResult<bool>;
+    /// Remembers that `sub` was linked to `contact_id` when HubSpot deleted that contact, so a
+    /// later event about it (a privacy deletion after the deletion) still finds the user.
+    fn note_dropped_link(&self, contact_id: &str, sub: &str, at: i64) -> StoreResult<()>;
+    fn dropped_link(&self, contact_id: &str) -> StoreResult<Option<String>>;
 }
 
 const SCHEMA: &str = "
@@ -176,6 +180,7 @@ CREATE TABLE IF NOT EXISTS webhook_events (
 );
 CREATE INDEX IF NOT EXISTS webhook_events_due ON webhook_events(next_at);
 CREATE TABLE IF NOT EXISTS erased_users (sub TEXT PRIMARY KEY, at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dropped_links (contact_id TEXT PRIMARY KEY, sub TEXT NOT NULL, at INTEGER NOT NULL);
 ";
 
 /// The SQLite store.
@@ -552,6 +557,18 @@ impl Store for SqliteStore {
             };
             Ok(())
         })
+    }
+
+    fn note_dropped_link(&self, contact_id: &str, sub: &str, at: i64) -> StoreResult<()> {
+        self.with(|c| {
+            c.prepare_cached("INSERT OR REPLACE INTO dropped_links (contact_id, sub, at) VALUES (?1, ?2, ?3)")?
+                .execute(params![contact_id, sub, at])?;
+            Ok(())
+        })
+    }
+
+    fn dropped_link(&self, contact_id: &str) -> StoreResult<Option<String>> {
+        self.with(|c| c.prepare_cached("SELECT sub FROM dropped_links WHERE contact_id = ?1")?.query_row([contact_id], |r| r.get(0)).optional())
     }
 
     fn erased(&self, sub: &str) -> StoreResult<bool> {

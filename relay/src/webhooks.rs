@@ -195,7 +195,13 @@ async fn process(relay: &Relay, ev: &Value) -> Result<(), String> {
         // A new contact is linked by the relay when it makes or finds it.
         _ => return Ok(()),
     }
-    let users = store.users_by_contact(&ids).map_err(|e| e.to_string())?;
+    let mut users = store.users_by_contact(&ids).map_err(|e| e.to_string())?;
+    if kind == "contact.privacyDeletion" && users.is_empty() {
+        // The deletion may have come first and dropped the link already.
+        if let Some(sub) = store.dropped_link(&object).map_err(|e| e.to_string())? {
+            users.extend(store.user(&sub).map_err(|e| e.to_string())?);
+        }
+    }
     for user in users {
         if kind == "contact.propertyChange" {
             let name = ev["propertyName"].as_str().unwrap_or("");
@@ -219,6 +225,14 @@ async fn process(relay: &Relay, ev: &Value) -> Result<(), String> {
         }
         if kind == "contact.privacyDeletion" {
             store.set_erased(&user.sub, Some(now_ms())).map_err(|e| e.to_string())?;
+            if user.contact_id.as_deref() != Some(object.as_str()) {
+                // Already unlinked (or linked anew in between): the person asked to be forgotten.
+                let lock = relay.user_lock(&user.sub);
+                let _g = lock.lock().await;
+                store.forget_contact(&user.sub).map_err(|e| e.to_string())?;
+                store.end_leases(&user.sub, None, now_ms()).map_err(|e| e.to_string())?;
+                continue;
+            }
         }
         refresh(relay, &user.sub).await?;
     }
@@ -247,6 +261,9 @@ pub fn apply(relay: &Relay, user: &User, contact: Option<Contact>) -> ApiResult<
         !other
     });
     let Some(c) = contact else {
+        if let Some(old) = user.contact_id.as_deref() {
+            store.note_dropped_link(old, sub, now)?;
+        }
         store.forget_contact(sub)?;
         let ended = store.end_leases(sub, None, now)?;
         relay.metrics.leases_ended(ended as u64);

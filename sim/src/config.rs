@@ -53,8 +53,8 @@ pub struct Switches {
     /// API calls allowed per day.
     #[arg(long, default_value_t = 250_000)]
     pub daily_limit: u32,
-    /// Search requests allowed per second (HubSpot: 4 per token), while rate limiting is on.
-    #[arg(long, default_value_t = 4)]
+    /// Search requests allowed per second (HubSpot: 5 per account), while rate limiting is on.
+    #[arg(long, default_value_t = 5)]
     pub search_rate_limit: u32,
     /// Milliseconds before a created or updated contact shows in search (HubSpot: about 10 s / 60 s).
     #[arg(long, default_value_t = 0)]

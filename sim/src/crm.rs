@@ -1,7 +1,7 @@
 //! CRM v3 contacts and the contact properties API (hubspot-behavior.md section 3).
 
 use crate::error::{HsError, HsResult};
-use crate::world::{iso, now_ms, PropertyDef, WriteRules};
+use crate::world::{iso, now_ms, WriteRules};
 use crate::{query_map, AppState};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -24,8 +24,25 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> HsResult<T> {
     serde_json::from_slice(body).map_err(HsError::bad_json)
 }
 
-fn props_list(q: &std::collections::BTreeMap<String, String>, key: &str) -> Vec<String> {
-    q.get(key).map(|s| s.split(',').filter(|p| !p.is_empty()).map(str::to_string).collect()).unwrap_or_default()
+/// Every value of a list parameter: HubSpot's SDKs repeat it (`?properties=a&properties=b`), and the
+/// comma form (`?properties=a,b`) works too (hubspot-behavior.md section 9).
+fn props_list(raw: Option<&str>, key: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if k == key {
+            for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                if !out.iter().any(|o| o == p) {
+                    out.push(p.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `archived=true` (HubSpot's Python SDK writes `True`).
+fn archived_flag(q: &std::collections::BTreeMap<String, String>) -> bool {
+    q.get("archived").is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 fn rules(sim: &AppState) -> (WriteRules, u64, bool) {
@@ -43,23 +60,36 @@ pub struct PropertiesBody {
 }
 
 /// `GET /crm/v3/objects/contacts/{id}?properties=&idProperty=`
-pub async fn read(State(sim): State<AppState>, Path(key): Path<String>, RawQuery(q): RawQuery) -> HsResult<Json<Value>> {
-    let q = query_map(q.as_deref());
+/// A merged-away id answers 200 with the surviving record and its id (hubspot-behavior.md section 9);
+/// `archived=true` reads only archived records.
+pub async fn read(State(sim): State<AppState>, Path(key): Path<String>, RawQuery(raw): RawQuery) -> HsResult<Json<Value>> {
+    let q = query_map(raw.as_deref());
     let (_, _, secondary) = rules(&sim);
     let w = sim.world();
-    let id = w.lookup(&key, q.get("idProperty").map(String::as_str), secondary)?;
-    Ok(Json(w.contact_json(id, &props_list(&q, "properties"), false)))
+    let wanted = props_list(raw.as_deref(), "properties");
+    let id_property = q.get("idProperty").map(String::as_str);
+    if archived_flag(&q) {
+        let id = w.lookup_archived(&key, id_property)?;
+        return Ok(Json(w.contact_json(id, &wanted, true)));
+    }
+    let id = w.lookup(&key, id_property, secondary)?;
+    Ok(Json(w.contact_json(id, &wanted, false)))
 }
 
-/// `GET /crm/v3/objects/contacts?limit=&after=`
-pub async fn list(State(sim): State<AppState>, RawQuery(q): RawQuery) -> HsResult<Json<Value>> {
-    let q = query_map(q.as_deref());
+/// `GET /crm/v3/objects/contacts?limit=&after=&properties=&archived=`
+pub async fn list(State(sim): State<AppState>, RawQuery(raw): RawQuery) -> HsResult<Json<Value>> {
+    let q = query_map(raw.as_deref());
     let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(10).clamp(1, 100);
     let after: u64 = q.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
-    let wanted = props_list(&q, "properties");
+    let wanted = props_list(raw.as_deref(), "properties");
+    let archived = archived_flag(&q);
     let w = sim.world();
-    let ids: Vec<u64> = w.contacts.range(after..).map(|(id, _)| *id).take(limit + 1).collect();
-    let results: Vec<Value> = ids.iter().take(limit).map(|id| w.contact_json(*id, &wanted, false)).collect();
+    let ids: Vec<u64> = if archived {
+        w.archived.range(after..).map(|(id, _)| *id).take(limit + 1).collect()
+    } else {
+        w.contacts.range(after..).map(|(id, _)| *id).take(limit + 1).collect()
+    };
+    let results: Vec<Value> = ids.iter().take(limit).map(|id| w.contact_json(*id, &wanted, archived)).collect();
     let mut body = json!({ "results": results });
     if ids.len() > limit {
         body["paging"] = json!({ "next": { "after": ids[limit].to_string() } });
@@ -118,6 +148,33 @@ pub async fn archive(State(sim): State<AppState>, Path(key): Path<String>) -> St
         }
     }
     StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GdprBody {
+    object_id: Value,
+    #[serde(default)]
+    id_property: Option<String>,
+}
+
+/// `POST /crm/v3/objects/contacts/gdpr-delete` `{objectId, idProperty?}`: 204. The record (live or
+/// archived) and its hits are deleted for good. An email nobody holds answers 204 as well (HubSpot
+/// blocklists it); an unknown record id answers 404.
+pub async fn gdpr_delete(State(sim): State<AppState>, body: Bytes) -> HsResult<StatusCode> {
+    let body: GdprBody = parse(&body)?;
+    let key = text(&body.object_id);
+    let mut w = sim.world();
+    let idp = body.id_property.as_deref().filter(|p| *p != "hs_object_id");
+    let id = w.lookup(&key, idp, false).ok().or_else(|| w.lookup_archived(&key, idp).ok());
+    match (id, idp) {
+        (Some(id), _) => {
+            w.purge(id);
+            Ok(StatusCode::NO_CONTENT)
+        }
+        (None, Some("email")) => Ok(StatusCode::NO_CONTENT),
+        (None, _) => Err(HsError::not_found()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -503,87 +560,3 @@ pub async fn merge(State(sim): State<AppState>, body: Bytes) -> HsResult<Json<Va
     Ok(Json(w.contact_json(id, &[], false)))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GdprBody {
-    object_id: Value,
-    #[serde(default)]
-    id_property: Option<String>,
-}
-
-/// `POST /crm/v3/objects/contacts/gdpr-delete` `{objectId, idProperty?}`: 204; the contact is gone
-/// for good (archived ones too).
-pub async fn gdpr_delete(State(sim): State<AppState>, body: Bytes) -> HsResult<StatusCode> {
-    let body: GdprBody = parse(&body)?;
-    let key = text(&body.object_id);
-    let mut w = sim.world();
-    let id = match w.lookup(&key, body.id_property.as_deref(), false) {
-        Ok(id) => id,
-        Err(_) if body.id_property.is_none() => key.parse::<u64>().ok().filter(|id| w.archived.contains_key(id)).ok_or_else(HsError::not_found)?,
-        Err(e) => return Err(e),
-    };
-    w.privacy_delete(id);
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// `GET /crm/v3/properties/contacts`
-pub async fn list_properties(State(sim): State<AppState>) -> Json<Value> {
-    let w = sim.world();
-    Json(json!({ "results": w.properties.values().collect::<Vec<_>>() }))
-}
-
-/// `GET /crm/v3/properties/contacts/{name}`
-pub async fn read_property(State(sim): State<AppState>, Path(name): Path<String>) -> HsResult<Json<Value>> {
-    let w = sim.world();
-    let def = w.properties.get(&name).ok_or_else(HsError::not_found)?;
-    Ok(Json(json!(def)))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NewProperty {
-    name: Option<String>,
-    label: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    field_type: Option<String>,
-    group_name: Option<String>,
-    #[serde(default)]
-    has_unique_value: bool,
-}
-
-/// `POST /crm/v3/properties/contacts`: 201; 409 when the name is taken.
-pub async fn create_property(State(sim): State<AppState>, body: Bytes) -> HsResult<Response> {
-    let p: NewProperty = parse(&body)?;
-    let mut missing = Vec::new();
-    for (field, v) in [("name", &p.name), ("label", &p.label), ("type", &p.kind), ("fieldType", &p.field_type), ("groupName", &p.group_name)] {
-        if v.as_deref().is_none_or(str::is_empty) {
-            missing.push(field);
-        }
-    }
-    if !missing.is_empty() {
-        return Err(HsError::validation(format!("Missing required fields: {}", missing.join(", "))));
-    }
-    let name = p.name.unwrap_or_default();
-    if !name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    {
-        return Err(HsError::validation(format!(
-            "Property name {name:?} is invalid: use lowercase letters, digits and underscores, starting with a letter"
-        )));
-    }
-    let def = PropertyDef {
-        name,
-        label: p.label.unwrap_or_default(),
-        kind: p.kind.unwrap_or_default(),
-        field_type: p.field_type.unwrap_or_default(),
-        group_name: p.group_name.unwrap_or_default(),
-        has_unique_value: p.has_unique_value,
-        read_only: false,
-        hubspot_defined: false,
-        created_at: iso(now_ms()),
-    };
-    let mut w = sim.world();
-    w.create_property(def.clone())?;
-    Ok((StatusCode::CREATED, Json(json!(def))).into_response())
-}

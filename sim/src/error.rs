@@ -59,6 +59,16 @@ impl HsError {
         Self::new(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", "resource not found")
     }
 
+    /// 405 for a method a served path does not take: HubSpot's error JSON, never an empty body.
+    /// The status is HTTP's; the category and wording are a guess (see the README).
+    pub fn method_not_allowed(method: &axum::http::Method, path: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "VALIDATION_ERROR",
+            format!("HTTP method {method} is not supported for {path}"),
+        )
+    }
+
     /// 409 for an email (or unique value) another contact holds. The text is HubSpot's.
     pub fn contact_exists(existing: u64) -> Self {
         Self::new(StatusCode::CONFLICT, "CONFLICT", format!("Contact already exists. Existing ID: {existing}"))
@@ -76,6 +86,8 @@ impl HsError {
             "category": self.body.get("category").cloned().unwrap_or(Value::Null),
             "message": self.body.get("message").cloned().unwrap_or(Value::Null),
             "context": { "ids": ids },
+            "links": {},
+            "errors": [],
         })
     }
 }

@@ -77,6 +77,19 @@ fn rate_limited(policy: &str, message: &str, retry_after: Option<i64>) -> HsErro
     }
 }
 
+/// Reads and drops a request's body before answering without the handler, so the client's
+/// keep-alive connection stays usable (an unread body makes the server close it, which HubSpot's
+/// SDKs then see as "connection closed without response" on their next call).
+async fn drain(req: Request) {
+    let _ = axum::body::to_bytes(req.into_body(), 16 << 20).await;
+}
+
+/// The search API's own per-second limit (hubspot-behavior.md section 9): its 429 message is
+/// HubSpot's; `policyName` and `groupName` are guesses in the documented form.
+fn search_limited(retry_after: Option<i64>) -> HsError {
+    rate_limited("SECONDLY", "You have reached your secondly limit.", retry_after)
+}
+
 /// Auth, rate limits and headers for HubSpot's APIs.
 pub async fn api_gate(State(sim): State<AppState>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_default();
@@ -87,6 +100,7 @@ pub async fn api_gate(State(sim): State<AppState>, req: Request, next: Next) -> 
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|t| t == sim.token);
     let response = if !authorized {
+        drain(req).await;
         HsError::new(
             StatusCode::UNAUTHORIZED,
             "INVALID_AUTHENTICATION",
@@ -121,9 +135,8 @@ pub async fn api_gate(State(sim): State<AppState>, req: Request, next: Next) -> 
                     sw.retry_after.then_some(wait),
                 ))
             } else if limited && is_search && sw.search_rate_limit > 0 && g.search_window.len() as u32 >= sw.search_rate_limit {
-                // The search API's own 4-per-second limit. Its 429 body is a guess in the same form.
                 let wait = g.search_window.front().map(|t| t + 1000 - now).unwrap_or(1000);
-                Err(rate_limited("SECONDLY", "You have reached your secondly limit.", sw.retry_after.then_some(wait)))
+                Err(search_limited(sw.retry_after.then_some(wait)))
             } else {
                 if limited {
                     g.window.push_back(now);
@@ -145,7 +158,10 @@ pub async fn api_gate(State(sim): State<AppState>, req: Request, next: Next) -> 
         let (verdict, (max, remaining, daily, daily_remaining)) = verdict;
         let mut res = match verdict {
             Ok(()) => next.run(req).await,
-            Err(e) => e.into_response(),
+            Err(e) => {
+                drain(req).await;
+                e.into_response()
+            }
         };
         let h = res.headers_mut();
         let mut put = |name: &'static str, v: String| {
@@ -211,12 +227,18 @@ async fn apply_faults(sim: &AppState, req: Request, next: Next) -> Response {
         res.headers_mut().insert("content-length", HeaderValue::from_static("64"));
         return res;
     }
-    match f.status.and_then(|s| StatusCode::from_u16(s).ok()) {
-        Some(StatusCode::TOO_MANY_REQUESTS) => {
+    let status = f.status.and_then(|s| StatusCode::from_u16(s).ok());
+    let Some(status) = status else { return next.run(req).await };
+    drain(req).await;
+    match status {
+        // A 429 injected on the search path answers as the search limit does.
+        StatusCode::TOO_MANY_REQUESTS if path.ends_with("/search") => {
+            search_limited(sim.switches().retry_after.then_some(1000)).into_response()
+        }
+        StatusCode::TOO_MANY_REQUESTS => {
             let retry = sim.switches().retry_after.then_some(1000);
             rate_limited("TEN_SECONDLY_ROLLING", "You have reached your ten_secondly_rolling limit.", retry).into_response()
         }
-        Some(status) => HsError::new(status, "INTERNAL_ERROR", format!("Injected fault: {}", status.as_u16())).into_response(),
-        None => next.run(req).await,
+        status => HsError::new(status, "INTERNAL_ERROR", format!("Injected fault: {}", status.as_u16())).into_response(),
     }
 }

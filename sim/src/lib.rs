@@ -18,6 +18,7 @@ mod crm;
 pub mod error;
 mod gate;
 mod legacy;
+mod properties;
 mod scripts;
 mod admin;
 pub mod webhooks;
@@ -89,23 +90,37 @@ pub fn app(state: AppState) -> Router {
         .route("/crm/v3/objects/contacts/gdpr-delete", post(crm::gdpr_delete))
         .route("/crm/v3/objects/contacts/batch/{op}", post(crm::batch))
         .route("/crm/v3/objects/contacts/{id}", get(crm::read).patch(crm::update).delete(crm::archive))
-        .route("/crm/v3/properties/contacts", get(crm::list_properties).post(crm::create_property))
-        .route("/crm/v3/properties/contacts/{name}", get(crm::read_property))
+        .route("/crm/v3/properties/{object_type}", get(properties::list).post(properties::create))
+        .route(
+            "/crm/v3/properties/{object_type}/{name}",
+            get(properties::read).patch(properties::update).delete(properties::archive),
+        )
+        .route("/crm/v3/properties/{object_type}/groups", get(properties::list_groups).post(properties::create_group))
+        .route(
+            "/crm/v3/properties/{object_type}/groups/{name}",
+            get(properties::read_group).patch(properties::update_group).delete(properties::archive_group),
+        )
         .route("/contacts/v1/contact/createOrUpdate/email/{email}", post(legacy::create_or_update))
         .route("/contacts/v1/contact/email/{email}/profile", get(legacy::read_by_email).post(legacy::update_by_email))
         .route("/contacts/v1/contact/vid/{vid}/profile", get(legacy::read_by_vid).post(legacy::update_by_vid))
         .route("/visitor-identification/v3/tokens/create", post(scripts::create_chat_token))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), gate::api_gate));
     let public = Router::new()
         .route("/__ptq.gif", get(scripts::collect_page_view))
         .route("/__ptbe.gif", get(scripts::collect_event))
         .route("/conversations-embed.js", get(scripts::chat_script))
-        .route("/{file}", get(scripts::tracker_script));
+        .route("/{file}", get(scripts::tracker_script))
+        .method_not_allowed_fallback(method_not_allowed);
     api.merge(public)
         .layer(axum::middleware::from_fn_with_state(state.clone(), gate::faults))
         .merge(admin::router())
         .fallback(|| async { error::HsError::not_found() })
         .with_state(state)
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> error::HsError {
+    error::HsError::method_not_allowed(&method, uri.path())
 }
 
 /// A running simulator.

@@ -43,7 +43,8 @@ pub fn valid_email(e: &str) -> bool {
         && e.len() <= 254
 }
 
-/// A contact property definition (the properties API).
+/// A contact property definition (the properties API). Serialized as HubSpot's `Property`, whose
+/// SDK models require `description` and `options` (hubspot-behavior.md section 9).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PropertyDef {
@@ -53,11 +54,70 @@ pub struct PropertyDef {
     pub kind: String,
     pub field_type: String,
     pub group_name: String,
+    pub description: String,
+    pub options: Vec<Value>,
+    pub display_order: i64,
     pub has_unique_value: bool,
+    pub hidden: bool,
+    pub form_field: bool,
+    pub calculated: bool,
+    pub external_options: bool,
     #[serde(skip)]
     pub read_only: bool,
     pub hubspot_defined: bool,
+    pub archived: bool,
+    pub modification_metadata: Value,
     pub created_at: String,
+    pub updated_at: String,
+}
+
+impl PropertyDef {
+    /// A definition with HubSpot's defaults for everything but the required fields.
+    pub fn new(name: &str, label: &str, kind: &str, field_type: &str, group_name: &str) -> Self {
+        let now = iso(now_ms());
+        let mut p = PropertyDef {
+            name: name.into(),
+            label: label.into(),
+            kind: kind.into(),
+            field_type: field_type.into(),
+            group_name: group_name.into(),
+            description: String::new(),
+            options: Vec::new(),
+            display_order: -1,
+            has_unique_value: false,
+            hidden: false,
+            form_field: false,
+            calculated: false,
+            external_options: false,
+            read_only: false,
+            hubspot_defined: false,
+            archived: false,
+            modification_metadata: Value::Null,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        p.refresh_metadata();
+        p
+    }
+
+    /// `modificationMetadata` follows from who defined the property and whether its value is writable.
+    pub fn refresh_metadata(&mut self) {
+        self.modification_metadata = json!({
+            "archivable": !self.hubspot_defined,
+            "readOnlyDefinition": self.hubspot_defined,
+            "readOnlyValue": self.read_only,
+        });
+    }
+}
+
+/// A property group (the properties API's groups).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyGroup {
+    pub name: String,
+    pub label: String,
+    pub display_order: i64,
+    pub archived: bool,
 }
 
 /// One contact record.
@@ -142,8 +202,9 @@ pub struct World {
     pub hits: Vec<Hit>,
     pub chat_tokens: HashMap<String, ChatToken>,
     pub chat_events: Vec<ChatEvent>,
-    /// Archived (deleted) contacts, restorable (HubSpot keeps them 90 days).
-    pub archived: BTreeMap<u64, Contact>,
+    /// Archived contacts and when they were archived (`GET ?archived=true` reads them).
+    pub archived: BTreeMap<u64, (Contact, i64)>,
+    pub property_groups: BTreeMap<String, PropertyGroup>,
     /// Contact changes not yet taken by the webhook emitter (see `webhooks`).
     pub changes: Vec<Value>,
 }
@@ -180,9 +241,13 @@ impl World {
             chat_tokens: HashMap::new(),
             chat_events: Vec::new(),
             archived: BTreeMap::new(),
+            property_groups: BTreeMap::new(),
             changes: Vec::new(),
         };
-        let created = iso(now_ms());
+        w.property_groups.insert(
+            "contactinformation".into(),
+            PropertyGroup { name: "contactinformation".into(), label: "Contact information".into(), display_order: -1, archived: false },
+        );
         // A few of HubSpot's default contact properties. Read-only ones cannot be written by the API.
         for (name, label, field, ro) in [
             ("email", "Email", "text", false),
@@ -201,20 +266,13 @@ impl World {
             ("hs_additional_emails", "Additional email addresses", "textarea", true),
             ("hs_merged_object_ids", "Merged record IDs", "text", true),
         ] {
-            w.properties.insert(
-                name.into(),
-                PropertyDef {
-                    name: name.into(),
-                    label: label.into(),
-                    kind: if field == "number" { "number" } else if field == "date" { "datetime" } else { "string" }.into(),
-                    field_type: field.into(),
-                    group_name: "contactinformation".into(),
-                    has_unique_value: false,
-                    read_only: ro,
-                    hubspot_defined: true,
-                    created_at: created.clone(),
-                },
-            );
+            let kind = if field == "number" { "number" } else if field == "date" { "datetime" } else { "string" };
+            let mut def = PropertyDef::new(name, label, kind, field, "contactinformation");
+            def.read_only = ro;
+            def.hubspot_defined = true;
+            def.form_field = !ro;
+            def.refresh_metadata();
+            w.properties.insert(name.into(), def);
         }
         w.unique.insert("email".into(), HashMap::new());
         w
@@ -535,7 +593,8 @@ impl World {
         Ok(id)
     }
 
-    /// Archives (deletes) a contact; it stays restorable.
+    /// Archives (deletes) a contact. It stays readable with `archived=true` (HubSpot keeps it
+    /// restorable for 90 days); its email and unique values are free for other records.
     pub fn archive(&mut self, id: u64) -> bool {
         let Some(c) = self.contacts.remove(&id) else { return false };
         for (k, v) in &c.props {
@@ -543,7 +602,7 @@ impl World {
         }
         self.utk_owner.retain(|_, o| *o != id);
         self.ext_id_owner.retain(|_, o| *o != id);
-        self.archived.insert(id, c);
+        self.archived.insert(id, (c, now_ms()));
         self.emit("contact.deletion", id, json!({}));
         true
     }
@@ -551,13 +610,13 @@ impl World {
     /// Restores an archived contact under its id (as from HubSpot's recycle bin). Refused with
     /// 409 when another contact now holds its email or a unique value [guess].
     pub fn restore(&mut self, id: u64) -> HsResult<()> {
-        let c = self.archived.get(&id).ok_or_else(HsError::not_found)?;
+        let (c, _) = self.archived.get(&id).ok_or_else(HsError::not_found)?;
         for (k, v) in &c.props {
             if let Some(holder) = self.unique.get(k.as_str()).and_then(|m| m.get(v)) {
                 return Err(HsError::contact_exists(*holder));
             }
         }
-        let c = self.archived.remove(&id).ok_or_else(HsError::not_found)?;
+        let (c, _) = self.archived.remove(&id).ok_or_else(HsError::not_found)?;
         for (k, v) in &c.props {
             self.index(id, k, None, Some(v));
         }
@@ -566,22 +625,29 @@ impl World {
         Ok(())
     }
 
-    /// GDPR delete: removes the contact for good (also from the archive). HubSpot sends
-    /// `contact.privacyDeletion` and `contact.deletion`, in any order.
-    pub fn privacy_delete(&mut self, id: u64) -> bool {
-        let live = self.contacts.contains_key(&id);
-        if live {
-            self.archive(id);
-            self.changes.pop(); // the deletion goes out below, with the privacy deletion
+    /// GDPR delete: the record, live or archived, is gone for good, with the hits tied to it.
+    pub fn purge(&mut self, id: u64) -> bool {
+        let live = self.archive(id);
+        let gone = self.archived.remove(&id).is_some();
+        self.hits.retain(|h| h.contact_id != Some(id));
+        self.redirects.retain(|_, to| *to != id);
+        if live || gone {
+            // With the deletion `archive` sent for a live record (HubSpot: both, in any order).
+            self.emit("contact.privacyDeletion", id, json!({}));
         }
-        if self.archived.remove(&id).is_none() {
-            return false;
-        }
-        self.emit("contact.privacyDeletion", id, json!({}));
-        if live {
-            self.emit("contact.deletion", id, json!({}));
-        }
-        true
+        live || gone
+    }
+
+    /// An archived record by id, or by the value of `id_property` (what `GET ?archived=true` reads).
+    pub fn lookup_archived(&self, key: &str, id_property: Option<&str>) -> HsResult<u64> {
+        let found = match id_property {
+            None | Some("hs_object_id") => key.parse::<u64>().ok().filter(|id| self.archived.contains_key(id)),
+            Some(prop) => {
+                let want = normalize(prop, key);
+                self.archived.values().find(|(c, _)| c.props.get(prop) == Some(&want)).map(|(c, _)| c.id)
+            }
+        };
+        found.ok_or_else(HsError::not_found)
     }
 
     /// The properties search sees for a contact at `now` (None: not yet in the index).
@@ -590,8 +656,19 @@ impl World {
     }
 
     /// The JSON of a contact in v3 form, with `wanted` properties (HubSpot's defaults when empty).
+    /// With `archived`, the record is read from the archived ones and carries `archivedAt`.
     pub fn contact_json(&self, id: u64, wanted: &[String], archived: bool) -> Value {
-        let Some(c) = self.contacts.get(&id) else { return Value::Null };
+        let (c, archived_at) = if archived {
+            match self.archived.get(&id) {
+                Some((c, at)) => (c, Some(*at)),
+                None => return Value::Null,
+            }
+        } else {
+            match self.contacts.get(&id) {
+                Some(c) => (c, None),
+                None => return Value::Null,
+            }
+        };
         let default = ["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"];
         let mut props = Map::new();
         let names: Vec<&str> =
@@ -602,13 +679,17 @@ impl World {
                 props.insert(n.to_string(), c.props.get(n).map(|v| json!(v)).unwrap_or(Value::Null));
             }
         }
-        json!({
+        let mut out = json!({
             "id": c.id.to_string(),
             "properties": props,
             "createdAt": iso(c.created),
             "updatedAt": iso(c.updated),
             "archived": archived,
-        })
+        });
+        if let Some(at) = archived_at {
+            out["archivedAt"] = json!(iso(at));
+        }
+        out
     }
 
     /// Records a collector hit and applies HubSpot's identify rules (hubspot-behavior.md 1.3):
@@ -742,6 +823,12 @@ impl World {
         }
         self.properties.insert(def.name.clone(), def);
         Ok(())
+    }
+
+    /// Archives a property: reads and writes no longer know it and its unique index goes.
+    pub fn archive_property(&mut self, name: &str) {
+        self.properties.remove(name);
+        self.unique.remove(name);
     }
 }
 

@@ -246,16 +246,22 @@ async fn the_ten_second_limit_answers_hubspots_429_with_rate_limit_headers() {
 }
 
 #[tokio::test]
-async fn search_is_limited_to_four_requests_a_second() {
+async fn search_is_limited_to_five_requests_a_second() {
     let s = sim_with(&["--rate-limit", "100"]).await;
     let q = json!({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "EQ", "value": "a@x.io"}]}]});
     let mut statuses = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         statuses.push(s.post("/crm/v3/objects/contacts/search", q.clone()).await.status.as_u16());
     }
-    assert_eq!(&statuses[..4], &[200, 200, 200, 200]);
-    let fast: Vec<u16> = futures_join(&s, q, 8).await;
-    assert!(fast.contains(&429), "8 concurrent searches exceed 4 per second: {fast:?}");
+    assert_eq!(&statuses[..5], &[200, 200, 200, 200, 200]);
+    let fast: Vec<u16> = futures_join(&s, q.clone(), 8).await;
+    assert!(fast.contains(&429), "8 concurrent searches exceed 5 per second: {fast:?}");
+    // The search limit's body, also for a 429 injected on the search path (hubspot-behavior.md 9).
+    let s2 = sim().await;
+    s2.admin("/__sim/faults", json!({"path": "/crm/v3/objects/contacts/search", "status": 429})).await;
+    let r = s2.post("/crm/v3/objects/contacts/search", q).await;
+    assert_eq!(r.status.as_u16(), 429);
+    assert_eq!(r.body["message"], "You have reached your secondly limit.");
 }
 
 async fn futures_join(s: &Sim, q: Value, n: usize) -> Vec<u16> {
@@ -486,4 +492,32 @@ async fn injected_faults_answer_a_status_wait_or_drop_the_connection_then_stop()
     // Calls are counted by route and status, injected failures included.
     let stats: Value = s.http.get(format!("{}/__sim/stats", s.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(stats["calls"]["GET /crm/v3/objects/contacts 500"], 2);
+}
+
+#[tokio::test]
+async fn repeated_properties_archived_reads_merged_ids_and_unserved_methods() {
+    let s = sim().await;
+    let id = s.create(json!({"email": "a@x.io", "firstname": "A", "lastname": "L"})).await;
+    // HubSpot's SDKs repeat the parameter; the comma form works too.
+    for q in ["properties=firstname&properties=lastname", "properties=firstname,lastname"] {
+        let b = s.get(&format!("/crm/v3/objects/contacts/{id}?{q}")).await.expect(200);
+        assert_eq!((b["properties"]["firstname"].as_str(), b["properties"]["lastname"].as_str()), (Some("A"), Some("L")), "{q}");
+    }
+    // A merged-away id answers 200 with the surviving record.
+    let other = s.create(json!({"email": "b@x.io"})).await;
+    let merged = s.post("/crm/v3/objects/contacts/merge", json!({"primaryObjectId": id, "objectIdToMerge": other})).await.expect(200);
+    let via_old = s.get(&format!("/crm/v3/objects/contacts/{other}")).await.expect(200);
+    assert_eq!(via_old["id"], merged["id"]);
+    // Archived records read with archived=true, and carry archivedAt.
+    let gone = s.create(json!({"email": "c@x.io"})).await;
+    s.call(Method::DELETE, &format!("/crm/v3/objects/contacts/{gone}"), None, Some("T")).await.expect(204);
+    s.get(&format!("/crm/v3/objects/contacts/{gone}")).await.expect(404);
+    let a = s.get(&format!("/crm/v3/objects/contacts/{gone}?archived=true")).await.expect(200);
+    assert_eq!(a["archived"], true);
+    assert!(a["archivedAt"].is_string());
+    // A method a served path does not take: HubSpot's error JSON, not an empty 405.
+    let r = s.call(Method::PUT, &format!("/crm/v3/objects/contacts/{id}"), Some(json!({})), Some("T")).await;
+    assert_eq!(r.status.as_u16(), 405);
+    assert_eq!(r.body["status"], "error");
+    assert!(r.body["message"].as_str().is_some_and(|m| m.contains("PUT")));
 }

@@ -133,7 +133,8 @@ async fn a_deleted_contact_drops_the_link_and_the_next_identify_resolves_again_w
 
 #[tokio::test]
 async fn a_restore_links_the_user_again_and_a_privacy_deletion_makes_no_contact_until_the_app_says_so() {
-    let app = hooked(&[], &[]).await;
+    // Shuffled: the privacy deletion and its deletion arrive in either order.
+    let app = hooked(&["--webhook-shuffle"], &[]).await;
     let t = app.identity("u_r", "r@x.io", None, None).await;
     let id = t["contactId"].as_str().unwrap().to_string();
     app.hubspot(Method::DELETE, &format!("/crm/v3/objects/contacts/{id}"), None).await.expect(204);
@@ -142,7 +143,11 @@ async fn a_restore_links_the_user_again_and_a_privacy_deletion_makes_no_contact_
     eventually("linked to the restored record", 10, || async { app.get_user("u_r").await["contactId"] == id.as_str() }).await;
 
     app.hubspot(Method::POST, "/crm/v3/objects/contacts/gdpr-delete", Some(json!({"objectId": id}))).await.expect(204);
-    eventually("the link dropped", 10, || async { app.get_user("u_r").await["contactId"].is_null() }).await;
+    eventually("the user erased", 10, || async {
+        let u = app.get_user("u_r").await;
+        u["contactId"].is_null() && u["erased"] == true
+    })
+    .await;
     let after = app.identity("u_r", "r@x.io", None, None).await;
     assert_eq!((after["state"].as_str(), after["email"].as_str(), after["contactId"].as_str()), (Some("unknown"), None, None));
     assert_eq!(app.contacts().await.len(), 0, "no contact is made again for an erased person");
@@ -191,11 +196,13 @@ async fn reconciliation_without_webhooks_ends_the_old_lease_within_its_period_in
     app.edit_email_in_hubspot(&id, "edited@x.io").await;
     let reads_before = app.calls("POST /crm/v3/objects/contacts/batch/{op}").await;
     let gets_before = app.calls("GET /crm/v3/objects/contacts/{id}").await;
+    let read_before = app.metric("reconcile_reads").await;
     eventually("the app's email written back", 15, || async { app.sim_email(&id).await.as_deref() == Some("c7@x.io") }).await;
     let r = app.identity("u_7", "c7@x.io", None, Some(&lease)).await;
     assert_eq!(r["state"], "confirmed");
     assert_ne!(r["leaseId"], lease.as_str(), "the lease on the old state ended");
     // 120 users with live leases are read 100 per call.
+    eventually("every user read again", 15, || async { app.metric("reconcile_reads").await >= read_before + 120 }).await;
     let reads = app.calls("POST /crm/v3/objects/contacts/batch/{op}").await - reads_before;
     assert!(reads >= 2, "{reads} batch reads");
     let gets = app.calls("GET /crm/v3/objects/contacts/{id}").await - gets_before;
