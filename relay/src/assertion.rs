@@ -13,6 +13,9 @@ pub const AUDIENCE: &str = "hsq-relay";
 pub const MAX_LIFETIME_SECS: i64 = 900;
 /// Clock skew allowed on `exp` and `iat`.
 pub const SKEW_SECS: i64 = 60;
+/// `iat` and `exp` must lie in `0..=MAX_TIME_SECS` (the year 3000), so that no arithmetic on
+/// them can overflow (`exp - iat`, `iat * 1000`).
+pub const MAX_TIME_SECS: i64 = 32_503_680_000;
 
 /// What a verified assertion vouches for.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -78,10 +81,16 @@ impl Verifier {
         if header.alg != Algorithm::HS256 {
             return Err(refused(format!("assertion alg must be HS256, not {:?}", header.alg)));
         }
+        // RFC 7515 section 4.1.11: extensions named in `crit` must be understood; the relay
+        // understands none, so any `crit` is refused.
+        if let Some(crit) = &header.crit {
+            return Err(refused(format!("assertion header crit names extensions this relay does not understand: {crit:?}")));
+        }
+        // `kid` is required even with one key configured, so adding a second key (rotation)
+        // never starts refusing the tokens an app already signs.
         let key = match header.kid.as_deref() {
             Some(kid) => self.keys.iter().find(|(k, _)| k == kid).map(|(_, key)| key).ok_or_else(|| refused(format!("unknown assertion kid {kid:?}")))?,
-            None if self.keys.len() == 1 => &self.keys[0].1,
-            None => return Err(refused("assertion header has no kid, and several keys are configured")),
+            None => return Err(refused("assertion header has no kid; sign with the kid of one of HSQ_ASSERTION_SECRETS")),
         };
         let mut v = Validation::new(Algorithm::HS256);
         v.set_audience(&[AUDIENCE]);
@@ -100,6 +109,12 @@ impl Verifier {
             })
         })?;
         let c = data.claims;
+        for (name, t) in [("iat", c.iat), ("exp", c.exp)] {
+            if !(0..=MAX_TIME_SECS).contains(&t) {
+                return Err(refused(format!("assertion {name} must be seconds since 1970 between 0 and {MAX_TIME_SECS}, got {t}")));
+            }
+        }
+        // In range, none of the sums below can overflow.
         if c.exp + SKEW_SECS < now {
             return Err(refused("assertion has expired"));
         }

@@ -49,7 +49,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct HubSpotArgs {
     /// The private app's access token.
-    #[arg(long = "hubspot-access-token", env = "HUBSPOT_ACCESS_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    #[arg(long = "hubspot-access-token", env = "HUBSPOT_ACCESS_TOKEN", hide_env_values = true, value_parser = Quiet(parse_secret))]
     pub token: Secret,
     /// HubSpot's API base URL (the simulator's in tests and the demo).
     #[arg(long = "hubspot-api-base", env = "HUBSPOT_API_BASE", default_value = "https://api.hubapi.com", value_parser = parse_base)]
@@ -62,7 +62,7 @@ pub struct HubSpotArgs {
     #[arg(long = "hubspot-rate-limit", env = "HSQ_HUBSPOT_RATE_LIMIT", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit: u32,
     /// Timeout of one HubSpot call, in milliseconds.
-    #[arg(long = "hubspot-timeout-ms", env = "HSQ_HUBSPOT_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(long = "hubspot-timeout-ms", env = "HSQ_HUBSPOT_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
     pub timeout_ms: u64,
 }
 
@@ -89,10 +89,10 @@ pub struct ServeArgs {
     #[arg(long = "addr", env = "HSQ_ADDR", default_value = "127.0.0.1:8787")]
     pub addr: SocketAddr,
     /// Assertion keys, comma-separated `kid:secret`; each secret at least 32 bytes.
-    #[arg(long = "assertion-secrets", env = "HSQ_ASSERTION_SECRETS", hide_env_values = true, value_parser = parse_keys)]
+    #[arg(long = "assertion-secrets", env = "HSQ_ASSERTION_SECRETS", hide_env_values = true, value_parser = Quiet(parse_keys))]
     pub assertion_secrets: Keys,
     /// Bearer token for the server-to-server API (`/v1/users`).
-    #[arg(long = "admin-token", env = "HSQ_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_admin_token)]
+    #[arg(long = "admin-token", env = "HSQ_ADMIN_TOKEN", hide_env_values = true, value_parser = Quiet(parse_admin_token))]
     pub admin_token: Secret,
     /// The SQLite file.
     #[arg(long = "db", env = "HSQ_DB", default_value = "hsq-relay.db")]
@@ -112,7 +112,7 @@ pub struct ServeArgs {
     #[arg(long = "ticket-secs", env = "HSQ_TICKET_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=3_600))]
     pub ticket_secs: u64,
     /// How long a contact read from HubSpot is trusted before it is read again, in seconds.
-    #[arg(long = "cache-secs", env = "HSQ_CACHE_SECS", default_value_t = 300)]
+    #[arg(long = "cache-secs", env = "HSQ_CACHE_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub cache_secs: u64,
     /// Hand out HubSpot visitor identification tokens for the chat widget.
     #[arg(long = "chat", env = "HSQ_CHAT", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -121,10 +121,10 @@ pub struct ServeArgs {
     #[arg(long = "conflict-policy", env = "HSQ_CONFLICT_POLICY", value_enum, default_value = "flag")]
     pub conflict_policy: ConflictPolicy,
     /// How long a page's request may spend on HubSpot (retries included), in milliseconds.
-    #[arg(long = "hubspot-budget-ms", env = "HSQ_HUBSPOT_BUDGET_MS", default_value_t = 2500)]
+    #[arg(long = "hubspot-budget-ms", env = "HSQ_HUBSPOT_BUDGET_MS", default_value_t = 2500, value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub hubspot_budget_ms: u64,
     /// Identity requests allowed per second from one client address (0: no limit).
-    #[arg(long = "rate-limit-per-ip", env = "HSQ_RATE_LIMIT_PER_IP", default_value_t = 50)]
+    #[arg(long = "rate-limit-per-ip", env = "HSQ_RATE_LIMIT_PER_IP", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub rate_limit_per_ip: u32,
     /// The HubSpot app's client secret: enables `POST /v1/hubspot/webhooks` (signature v3).
     #[arg(long = "hubspot-client-secret", env = "HSQ_HUBSPOT_CLIENT_SECRET", hide_env_values = true, value_parser = parse_secret)]
@@ -137,6 +137,81 @@ pub struct ServeArgs {
     /// lease and were not read for as long (batch reads of 100, at most 10 per round). 0: off.
     #[arg(long = "reconcile-secs", env = "HSQ_RECONCILE_SECS", default_value_t = 60)]
     pub reconcile_secs: u64,
+    /// Every request is answered within this many milliseconds, or with 503 `timeout`.
+    #[arg(long = "request-timeout-ms", env = "HSQ_REQUEST_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
+    pub request_timeout_ms: u64,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers are believed, comma-separated
+    /// IPs or CIDR ranges (none: the TCP peer is the client). The client is the last address in
+    /// those headers that is not one of these proxies.
+    #[arg(long = "trusted-proxies", env = "HSQ_TRUSTED_PROXIES", default_value = "", value_parser = parse_proxies)]
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// The trusted reverse proxies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(pub Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+pub fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+fn parse_proxies(s: &str) -> Result<TrustedProxies, String> {
+    let mut out = Vec::new();
+    for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let net = match p.parse::<ipnet::IpNet>() {
+            Ok(n) => n,
+            Err(_) => match p.parse::<std::net::IpAddr>() {
+                Ok(ip) => ipnet::IpNet::from(ip),
+                Err(_) => return Err(format!("{p:?} is neither an IP address nor a CIDR range like 10.0.0.0/8")),
+            },
+        };
+        out.push(net);
+    }
+    Ok(TrustedProxies(out))
+}
+
+/// A value parser for secrets: its error names the setting and what is wrong, never the value
+/// (clap's own errors quote the value given).
+#[derive(Clone, Copy)]
+pub struct Quiet<T: 'static>(pub fn(&str) -> Result<T, String>);
+
+impl<T> fmt::Debug for Quiet<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Quiet")
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Quiet<T> {
+    type Value = T;
+
+    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &std::ffi::OsStr) -> Result<T, clap::Error> {
+        let name = arg
+            .map(|a| {
+                let long = a.get_long().map(|l| format!("--{l}")).unwrap_or_else(|| a.get_id().to_string());
+                match a.get_env() {
+                    Some(env) => format!("{long} ({})", env.to_string_lossy()),
+                    None => long,
+                }
+            })
+            .unwrap_or_else(|| "a secret setting".into());
+        let fail = |why: String| {
+            let mut cmd = cmd.clone();
+            cmd.error(clap::error::ErrorKind::ValueValidation, format!("invalid {name}: {why} (the value is secret and not shown)"))
+        };
+        let text = value.to_str().ok_or_else(|| fail("it is not UTF-8".into()))?;
+        (self.0)(text).map_err(fail)
+    }
 }
 
 /// Assertion keys by `kid`.
@@ -219,14 +294,25 @@ pub fn parse_keys(s: &str) -> Result<Keys, String> {
     Ok(Keys(keys))
 }
 
-fn parse_origins(s: &str) -> Result<Origins, String> {
+/// `https://app.example.com[,http://localhost:3000]`: scheme, host and port only. A non-ASCII
+/// host is kept in its ASCII (punycode) form, the form browsers send in `Origin`.
+pub fn parse_origins(s: &str) -> Result<Origins, String> {
     let mut out = Vec::new();
     for o in s.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-        let o = o.trim_end_matches('/');
-        if !(o.starts_with("http://") || o.starts_with("https://")) || o[8..].contains('/') {
-            return Err(format!("{o:?} is not an origin like https://app.example.com"));
+        let bad = || format!("{o:?} is not an origin like https://app.example.com");
+        let u = url::Url::parse(o).map_err(|_| bad())?;
+        let plain = matches!(u.scheme(), "http" | "https")
+            && u.host().is_some()
+            && u.username().is_empty()
+            && u.password().is_none()
+            && u.path() == "/"
+            && !o.trim_end_matches('/').ends_with(['?', '#'])
+            && u.query().is_none()
+            && u.fragment().is_none();
+        if !plain || o.trim_end_matches('/').matches('/').count() != 2 {
+            return Err(bad());
         }
-        out.push(o.to_string());
+        out.push(u.origin().ascii_serialization());
     }
     Ok(Origins(out))
 }

@@ -16,6 +16,12 @@ pub enum ApiError {
     /// 404
     #[error("{0}")]
     NotFound(String),
+    /// 405: the path exists, the method does not.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 414: the request target is over the limit.
+    #[error("the request target is longer than {0} bytes")]
+    UriTooLong(usize),
     /// 413: the body is over the limit.
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
@@ -25,6 +31,9 @@ pub enum ApiError {
     /// 503: HubSpot cannot be called now; retry after the given seconds.
     #[error("HubSpot is unavailable; retry in {0} s")]
     Unavailable(u64),
+    /// 503: the request took longer than the relay answers in; retry after the given seconds.
+    #[error("the request took longer than {0} s; retry shortly")]
+    Timeout(u64),
     /// 500: logged in full, answered with a generic message.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -44,6 +53,9 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", None),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None),
+            ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri_too_long", None),
+            ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout", Some(1)),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
             ApiError::RateLimited(s) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", Some(*s)),
             ApiError::Unavailable(s) => (StatusCode::SERVICE_UNAVAILABLE, "hubspot_unavailable", Some(*s)),
@@ -54,6 +66,10 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = ?e, "internal error");
                 "internal error; see the relay's log".to_string()
             }
+            ApiError::Unavailable(_) | ApiError::Timeout(_) => {
+                tracing::warn!(error = %self, "answering 503");
+                self.to_string()
+            }
             other => other.to_string(),
         };
         let mut res = (status, Json(json!({ "error": code, "message": message }))).into_response();
@@ -63,5 +79,24 @@ impl IntoResponse for ApiError {
             }
         }
         res
+    }
+}
+
+/// The `error` code of a status the relay's own handlers did not produce (axum's rejections,
+/// 405 from the router): every error response carries `{"error", "message"}`.
+pub fn code_for(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "timeout",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        429 => "rate_limited",
+        503 => "unavailable",
+        500..=599 => "internal",
+        _ => "error",
     }
 }

@@ -19,7 +19,7 @@ pub mod webhooks;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use config::ServeArgs;
 use metrics::Metrics;
 use relay::Relay;
@@ -46,6 +46,39 @@ async fn count(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Respo
     res
 }
 
+/// The longest request target (path and query) the relay reads; longer ones get 414.
+pub const URI_LIMIT: usize = 8 * 1024;
+
+/// The relay's answers are bounded in time and size, and every error is typed JSON.
+async fn guard(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+    let target = req.uri().path_and_query().map(|p| p.as_str().len()).unwrap_or(0);
+    if target > URI_LIMIT {
+        return error::ApiError::UriTooLong(URI_LIMIT).into_response();
+    }
+    let res = match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => return error::ApiError::Timeout(timeout.as_secs_f64().ceil() as u64).into_response(),
+    };
+    json_errors(res).await
+}
+
+/// Turns an error response that is not JSON (axum's own rejections, the router's 405) into
+/// `{"error", "message"}`, keeping its status and headers (`Allow`, `Retry-After`).
+async fn json_errors(res: Response) -> Response {
+    let status = res.status();
+    let is_json = res.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.ok().and_then(|b| String::from_utf8(b.to_vec()).ok()).unwrap_or_default();
+    let message = if text.trim().is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text.trim().to_string() };
+    let body = serde_json::json!({ "error": error::code_for(status), "message": message }).to_string();
+    parts.headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
 /// The router for a relay (tests can drive it without a socket).
 pub fn app(relay: Arc<Relay>) -> axum::Router {
     let config = relay.config.clone();
@@ -59,14 +92,27 @@ pub fn app(relay: Arc<Relay>) -> axum::Router {
     routes::router()
         .merge(webhooks::router())
         .with_state(state)
+        .fallback(|| async { error::ApiError::NotFound("no such endpoint".into()) })
+        .layer(axum::middleware::from_fn_with_state(Duration::from_millis(config.request_timeout_ms), guard))
         .layer(axum::middleware::from_fn_with_state(relay.metrics.clone(), count))
         .layer(axum::extract::DefaultBodyLimit::max(routes::BODY_LIMIT))
         .layer(cors)
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(15),
-        ))
-        .fallback(|| async { error::ApiError::NotFound("no such endpoint".into()) })
+}
+
+/// Deletes dead leases and stale utk bindings at start and every 10 minutes.
+async fn prune(relay: Arc<Relay>) {
+    loop {
+        let store = relay.store.clone();
+        match tokio::task::spawn_blocking(move || store.prune(relay::now_ms())).await {
+            Ok(Ok(p)) if p.leases + p.utk_bindings > 0 => {
+                tracing::info!(leases = p.leases, utk_bindings = p.utk_bindings, "pruned dead leases and stale utk bindings")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "prune"),
+            Err(e) => tracing::error!(error = %e, "prune task"),
+        }
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    }
 }
 
 impl Application {
@@ -83,6 +129,7 @@ impl Application {
         tokio::spawn(outbox::run(relay.clone()));
         tokio::spawn(webhooks::run(relay.clone()));
         tokio::spawn(webhooks::reconcile(relay.clone()));
+        tokio::spawn(prune(relay.clone()));
         Ok(Application { addr, router: app(relay.clone()), relay, listener })
     }
 

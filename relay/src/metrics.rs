@@ -11,6 +11,7 @@ pub struct Metrics {
     states: Mutex<BTreeMap<&'static str, u64>>,
     /// HubSpot-side changes: webhook events received / new, leases ended, changes applied.
     changes: Mutex<BTreeMap<&'static str, u64>>,
+    alarms: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -21,6 +22,11 @@ impl Metrics {
     /// One HubSpot call, by status code (or `timeout` / `error`).
     pub fn hubspot_call(&self, status: &str) {
         *self.hubspot.lock().unwrap_or_else(|e| e.into_inner()).entry(status.to_string()).or_default() += 1;
+    }
+
+    /// Something an operator must fix (e.g. `hubspot_auth`: HubSpot refuses the access token).
+    pub fn alarm(&self, name: &'static str) {
+        *self.alarms.lock().unwrap_or_else(|e| e.into_inner()).entry(name).or_default() += 1;
     }
 
     pub fn ticket(&self, state: &'static str) {
@@ -85,6 +91,12 @@ impl Metrics {
         for (kind, n) in self.changes.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = writeln!(out, "hsq_hubspot_changes_total{{kind=\"{kind}\"}} {n}");
         }
+        let _ = writeln!(out, "# HELP hsq_alarms_total Conditions an operator must fix, by alarm (hubspot_auth: HubSpot refuses the access token).\n# TYPE hsq_alarms_total counter");
+        let alarms = self.alarms.lock().unwrap_or_else(|e| e.into_inner());
+        for name in ["hubspot_auth"] {
+            let _ = writeln!(out, "hsq_alarms_total{{alarm=\"{name}\"}} {}", alarms.get(name).copied().unwrap_or(0));
+        }
+        drop(alarms);
         let _ = writeln!(out, "# HELP hsq_outbox_depth Email changes waiting to be applied.\n# TYPE hsq_outbox_depth gauge\nhsq_outbox_depth {outbox_depth}");
         let _ = writeln!(out, "# HELP hsq_live_leases Leases on confirmed emails that are live.\n# TYPE hsq_live_leases gauge\nhsq_live_leases {live_leases}");
         out

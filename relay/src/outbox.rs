@@ -88,8 +88,20 @@ async fn apply(relay: &Relay, job: Job) {
     drop(guard);
 
     let mut props: Map<String, Value> = serde_json::from_str(&job.properties).unwrap_or_default();
+    let extra = !props.is_empty();
     props.insert("email".into(), json!(job.to_email));
-    let result = relay.hubspot.update(&contact_id, Value::Object(props.clone()), Retry::background()).await;
+    let mut result = relay.hubspot.update(&contact_id, Value::Object(props.clone()), Retry::background()).await;
+    // A property HubSpot refuses (deleted or made read-only since the PUT was checked) never
+    // blocks the email: apply the email alone and report the property.
+    let mut dropped = None;
+    if extra {
+        if let Err(e @ HubSpotError::Status { status: 400, .. }) = &result {
+            tracing::warn!(sub = %job.sub, error = %e, "HubSpot refused the change's properties; applying the email alone");
+            dropped = Some(format!("the properties were not applied: {e}"));
+            props = Map::from_iter([("email".to_string(), json!(job.to_email))]);
+            result = relay.hubspot.update(&contact_id, Value::Object(props.clone()), Retry::background()).await;
+        }
+    }
     let result = match result {
         Err(e) if e.status() == Some(409) && relay.config.conflict_policy == ConflictPolicy::Merge => {
             merge(relay, &job, &contact_id, props, e).await
@@ -104,8 +116,8 @@ async fn apply(relay: &Relay, job: Job) {
         Ok((id, email)) => {
             let _ = store.save_contact(&job.sub, &id, email.as_deref(), now);
             let _ = store.set_conflict(&job.sub, None, None);
-            let _ = store.set_error(&job.sub, None);
-            let _ = store.finish_job(&job.sub, job.version, "done", None, now);
+            let _ = store.set_error(&job.sub, dropped.as_deref());
+            let _ = store.finish_job(&job.sub, job.version, "done", dropped.as_deref(), now);
             tracing::info!(sub = %job.sub, contact = %id, "email change applied");
         }
         Err(e) if e.status() == Some(409) => {
@@ -118,6 +130,15 @@ async fn apply(relay: &Relay, job: Job) {
             // The contact was merged away or deleted: forget it and find the user's contact again.
             let _ = store.forget_contact(&job.sub);
             let _ = store.retry_job(&job.sub, job.version, now, &e.to_string());
+        }
+        Err(e) if matches!(e.status(), Some(401) | Some(403)) => {
+            // The access token is wrong, expired or lacks a scope: an operator must fix it, and
+            // the change waits for that (retried with backoff) instead of being dropped.
+            relay.metrics.alarm("hubspot_auth");
+            let msg = format!("HubSpot refused the relay's access token ({e}); retrying until HUBSPOT_ACCESS_TOKEN is fixed");
+            let _ = store.set_error(&job.sub, Some(&msg));
+            let _ = store.retry_job(&job.sub, job.version, now + backoff_ms(job.attempts), &msg);
+            tracing::error!(sub = %job.sub, error = %e, "ALARM: HubSpot refused the access token; the email change will be retried");
         }
         Err(e @ HubSpotError::Status { .. }) if !matches!(e.status(), Some(429) | Some(500..=599)) => {
             let _ = store.set_error(&job.sub, Some(&e.to_string()));

@@ -63,7 +63,30 @@ pub struct Relay {
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     /// Users whose email change is being written to HubSpot right now.
     applying: Mutex<HashSet<String>>,
+    /// The last failed HubSpot read per user and when it ended: requests that were waiting for the
+    /// user's lock while it ran share its outcome instead of calling HubSpot again (single flight).
+    read_failures: Mutex<HashMap<String, (tokio::time::Instant, HubSpotError)>>,
+    /// The account's contact properties, as last read from HubSpot, and when.
+    properties: tokio::sync::Mutex<Option<(tokio::time::Instant, HashMap<String, PropertyInfo>)>>,
 }
+
+/// What the relay needs to know of one of the account's contact properties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PropertyInfo {
+    /// `modificationMetadata.readOnlyValue` or `calculated`: HubSpot refuses writes to it.
+    pub read_only: bool,
+}
+
+/// Contact properties that identify the contact: `PUT /v1/users` never sets them from
+/// `properties` (the email comes from `email`, the link to the user from the relay).
+const IDENTITY_PROPERTIES: &[&str] =
+    &["email", "hs_object_id", "hs_additional_emails", "hs_merged_object_ids", "hubspotutk", "hs_email_domain"];
+
+/// How long the account's property list is trusted.
+const PROPERTIES_TTL: Duration = Duration::from_secs(300);
+/// A request waiting for its user's lock gets this much longer than the HubSpot budget, so that it
+/// can take the outcome of the read it waited for.
+const LOCK_GRACE: Duration = Duration::from_millis(500);
 
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,6 +126,8 @@ impl Relay {
             hubspot_wake: Notify::new(),
             locks: Mutex::new(HashMap::new()),
             applying: Mutex::new(HashSet::new()),
+            read_failures: Mutex::new(HashMap::new()),
+            properties: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -134,20 +159,53 @@ impl Relay {
         self.applying.lock().unwrap_or_else(|e| e.into_inner()).contains(sub)
     }
 
-    fn budget(&self) -> Retry {
-        Retry::interactive(Duration::from_millis(self.config.hubspot_budget_ms))
+    fn budget(&self) -> Duration {
+        Duration::from_millis(self.config.hubspot_budget_ms)
+    }
+
+    fn shared_failure(&self, sub: &str, since: tokio::time::Instant) -> Option<HubSpotError> {
+        let f = self.read_failures.lock().unwrap_or_else(|e| e.into_inner());
+        f.get(sub).filter(|(at, _)| *at >= since).map(|(_, e)| e.clone())
+    }
+
+    fn note_read(&self, sub: &str, failure: Option<&HubSpotError>) {
+        let mut f = self.read_failures.lock().unwrap_or_else(|e| e.into_inner());
+        match failure {
+            Some(e) => {
+                let now = tokio::time::Instant::now();
+                if f.len() > 10_000 {
+                    f.retain(|_, (at, _)| now.duration_since(*at) < Duration::from_secs(60));
+                }
+                f.insert(sub.to_string(), (now, e.clone()));
+            }
+            None => {
+                f.remove(sub);
+            }
+        }
     }
 
     /// `POST /v1/identity`: verifies the assertion and answers the page's ticket.
+    ///
+    /// Every caller is answered within the HubSpot budget (plus a short grace while it waits for
+    /// its user's lock): requests for one user wait for the one HubSpot read in flight and share
+    /// its outcome, rather than reading again one after another.
     pub async fn identify(&self, assertion: &str, utk: Option<&str>, lease_id: Option<&str>) -> ApiResult<Ticket> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.budget();
         let now = now_ms();
         let claims = self.verifier.verify(assertion, now / 1000).map_err(|e| ApiError::Unauthorized(e.0))?;
         let lock = self.user_lock(&claims.sub);
-        let _guard = lock.lock().await;
+        let Ok(_guard) = tokio::time::timeout_at(deadline + LOCK_GRACE, lock.lock()).await else {
+            tracing::warn!(sub = %claims.sub, "identity: the user's previous request still holds it past the budget; answering 503");
+            return Err(ApiError::Unavailable(1));
+        };
+        let now = now_ms();
+        // An assertion never ranks later than the relay's clock: a skewed `iat` cannot outrank a
+        // report the relay received after it (the app's PUT ranks at its arrival plus the skew).
         let user = self.store.note_app_email(
             &claims.sub,
             &claims.email,
-            claims.iat * 1000,
+            claims.iat.saturating_mul(1000).min(now),
             claims.firstname.as_deref(),
             claims.lastname.as_deref(),
         )?;
@@ -173,10 +231,24 @@ impl Relay {
             self.metrics.ticket("unknown");
             return Ok(ticket);
         }
-        let contact = match self.contact_for(&user, &claims, &desired, now).await {
+        let fresh = user.contact_id.is_some() && user.fetched_at.is_some_and(|at| now - at < self.config.cache_secs as i64 * 1000);
+        let outcome = match self.shared_failure(&claims.sub, started) {
+            // The read this request waited for failed just now: share its outcome.
+            Some(e) if !fresh => Err(e),
+            _ => {
+                let r = self.contact_for(&user, &claims, &desired, now, deadline).await;
+                self.note_read(&claims.sub, r.as_ref().err());
+                r
+            }
+        };
+        let contact = match outcome {
             Ok(c) => c,
             Err(HubSpotError::Busy(wait)) => return Err(ApiError::Unavailable(wait.as_secs().max(1))),
             Err(e) => {
+                if matches!(e.status(), Some(401) | Some(403)) {
+                    self.metrics.alarm("hubspot_auth");
+                    tracing::error!(sub = %claims.sub, error = %e, "ALARM: HubSpot refused the access token");
+                }
                 tracing::warn!(sub = %claims.sub, error = %e, "HubSpot could not be read; answering unknown");
                 self.store.set_error(&claims.sub, Some(&e.to_string()))?;
                 self.metrics.ticket("unknown");
@@ -202,7 +274,7 @@ impl Relay {
             ticket.lease_id = Some(id);
             ticket.email_valid_until = Some(until / 1000);
             if self.config.chat {
-                ticket.chat = self.chat_for(&desired, &user, now).await;
+                ticket.chat = self.chat_for(&desired, &user, now, deadline).await;
             }
         } else if user.conflict_email.as_deref() == Some(desired.as_str()) {
             ticket.state = "conflict";
@@ -214,6 +286,79 @@ impl Relay {
         }
         self.metrics.ticket(ticket.state);
         Ok(ticket)
+    }
+
+    /// Checks the `properties` of a `PUT /v1/users/{sub}` before anything is queued, so that a bad
+    /// property is answered 400 naming it and never blocks the email: identity properties (any
+    /// case), names HubSpot cannot have, values that are not scalars, and, against the account's
+    /// property list, unknown, read-only and calculated properties. When HubSpot cannot be asked,
+    /// the names pass and the outbox applies the email alone if HubSpot refuses one of them.
+    pub async fn check_properties(&self, props: &Map<String, Value>) -> ApiResult<()> {
+        let idp = self.hubspot.id_property();
+        for (k, v) in props {
+            let lower = k.to_ascii_lowercase();
+            if lower == idp || IDENTITY_PROPERTIES.contains(&lower.as_str()) {
+                return Err(ApiError::BadRequest(format!(
+                    "properties.{k} is an identity property of the contact; the relay sets it (the email from `email`)"
+                )));
+            }
+            let syntax = k.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && k.len() <= 100
+                && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !syntax {
+                return Err(ApiError::BadRequest(format!(
+                    "properties: {k:?} is not a HubSpot property name (lowercase letters, digits and _, starting with a letter)"
+                )));
+            }
+            if !(v.is_string() || v.is_number() || v.is_boolean()) {
+                return Err(ApiError::BadRequest(format!("properties.{k} must be a string, number or boolean")));
+            }
+        }
+        if props.is_empty() {
+            return Ok(());
+        }
+        let Some(known) = self.account_properties(props.keys()).await else { return Ok(()) };
+        for k in props.keys() {
+            match known.get(k) {
+                None => return Err(ApiError::BadRequest(format!("properties.{k} is not a contact property of this HubSpot account"))),
+                Some(p) if p.read_only => {
+                    return Err(ApiError::BadRequest(format!("properties.{k} is read-only or calculated in HubSpot; it cannot be set")))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The account's contact properties (cached for 5 minutes; read again sooner when a name is
+    /// missing, at most every 10 s). None when HubSpot cannot be read and nothing is cached.
+    async fn account_properties<'a>(&self, names: impl Iterator<Item = &'a String>) -> Option<HashMap<String, PropertyInfo>> {
+        let mut cache = self.properties.lock().await;
+        let now = tokio::time::Instant::now();
+        let names: Vec<&String> = names.collect();
+        if let Some((at, map)) = cache.as_ref() {
+            let age = now.duration_since(*at);
+            if age < PROPERTIES_TTL && (names.iter().all(|n| map.contains_key(*n)) || age < Duration::from_secs(10)) {
+                return Some(map.clone());
+            }
+        }
+        let retry = Retry::interactive(self.budget());
+        match self.hubspot.call(reqwest::Method::GET, "/crm/v3/properties/contacts", None, retry).await {
+            Ok((_, v)) => {
+                let mut map = HashMap::new();
+                for p in v["results"].as_array().into_iter().flatten() {
+                    let Some(name) = p["name"].as_str() else { continue };
+                    let read_only = p["modificationMetadata"]["readOnlyValue"].as_bool() == Some(true) || p["calculated"].as_bool() == Some(true);
+                    map.insert(name.to_string(), PropertyInfo { read_only });
+                }
+                *cache = Some((now, map.clone()));
+                Some(map)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the account's contact properties; properties are checked by HubSpot when applied");
+                cache.as_ref().map(|(_, m)| m.clone())
+            }
+        }
     }
 
     /// Queues a change of the user's HubSpot email to `email`, unless that change is already
@@ -235,15 +380,21 @@ impl Relay {
 
     /// The user's contact: from the cache while it is fresh, else read by the unique id property;
     /// else the contact holding the app's email, linked unless another user has it; else created.
-    async fn contact_for(&self, user: &User, claims: &Claims, desired: &str, now: i64) -> Result<Contact, HubSpotError> {
+    async fn contact_for(&self, user: &User, claims: &Claims, desired: &str, now: i64, deadline: tokio::time::Instant) -> Result<Contact, HubSpotError> {
         let sub = &claims.sub;
+        let budget = Retry { attempts: 4, deadline: Some(deadline) };
+        let read_by = |prop: String, value: String| async move {
+            tokio::time::timeout_at(deadline, self.hubspot.read_by(&prop, &value))
+                .await
+                .unwrap_or_else(|_| Err(HubSpotError::Unreachable("HubSpot did not answer within the budget".into())))
+        };
         if let (Some(id), Some(at)) = (&user.contact_id, user.fetched_at) {
             if now - at < self.config.cache_secs as i64 * 1000 {
                 return Ok(Contact { id: id.clone(), email: user.hubspot_email.clone(), sub: Some(sub.clone()) });
             }
         }
         let idp = self.hubspot.id_property().to_string();
-        if let Some(c) = self.hubspot.read_by(&idp, sub).await? {
+        if let Some(c) = read_by(idp.clone(), sub.clone()).await? {
             self.save(sub, &c);
             return Ok(c);
         }
@@ -253,11 +404,11 @@ impl Relay {
                 names.insert(k.into(), json!(v));
             }
         }
-        let mut existing = self.hubspot.read_by("email", desired).await?;
+        let mut existing = read_by("email".into(), desired.to_string()).await?;
         for _ in 0..2 {
             match existing.take() {
                 Some(e) if e.sub.as_deref().is_none_or(|s| s == sub) => {
-                    let linked = self.hubspot.update(&e.id, json!({ idp.clone(): sub }), self.budget()).await?;
+                    let linked = self.hubspot.update(&e.id, json!({ idp.clone(): sub }), budget).await?;
                     self.save(sub, &linked);
                     return Ok(linked);
                 }
@@ -268,7 +419,7 @@ impl Relay {
                     let _ = self.store.set_conflict(sub, Some(desired), Some(&e.id));
                     let mut props = names.clone();
                     props.insert(idp.clone(), json!(sub));
-                    let c = self.create_or_existing(props).await?;
+                    let c = self.create_or_existing(props, budget).await?;
                     self.save(sub, &c);
                     return Ok(c);
                 }
@@ -276,7 +427,7 @@ impl Relay {
                     let mut props = names.clone();
                     props.insert(idp.clone(), json!(sub));
                     props.insert("email".into(), json!(desired));
-                    match self.hubspot.create(Value::Object(props), self.budget()).await {
+                    match self.hubspot.create(Value::Object(props), budget).await {
                         Ok(c) => {
                             self.save(sub, &c);
                             return Ok(c);
@@ -284,7 +435,7 @@ impl Relay {
                         Err(err) => {
                             // 409: someone created the email (or this user) meanwhile: look again.
                             let Some(id) = err.existing_id() else { return Err(err) };
-                            let found = self.hubspot.read_id(&id, self.budget()).await?;
+                            let found = self.hubspot.read_id(&id, budget).await?;
                             if let Some(f) = found.as_ref().filter(|f| f.sub.as_deref() == Some(sub.as_str())) {
                                 self.save(sub, f);
                                 return Ok(f.clone());
@@ -301,11 +452,11 @@ impl Relay {
         Err(HubSpotError::Unreachable("the contact kept changing while it was being linked".into()))
     }
 
-    async fn create_or_existing(&self, props: Map<String, Value>) -> Result<Contact, HubSpotError> {
-        match self.hubspot.create(Value::Object(props), self.budget()).await {
+    async fn create_or_existing(&self, props: Map<String, Value>, budget: Retry) -> Result<Contact, HubSpotError> {
+        match self.hubspot.create(Value::Object(props), budget).await {
             Ok(c) => Ok(c),
             Err(e) => match e.existing_id() {
-                Some(id) => self.hubspot.read_id(&id, self.budget()).await?.ok_or(e),
+                Some(id) => self.hubspot.read_id(&id, budget).await?.ok_or(e),
                 None => Err(e),
             },
         }
@@ -317,13 +468,14 @@ impl Relay {
         }
     }
 
-    async fn chat_for(&self, email: &str, user: &User, now: i64) -> Option<Chat> {
+    async fn chat_for(&self, email: &str, user: &User, now: i64, deadline: tokio::time::Instant) -> Option<Chat> {
+        let budget = Retry { attempts: 4, deadline: Some(deadline) };
         match self.store.chat_token(email, now + 60_000) {
             Ok(Some((token, exp))) => return Some(Chat { email: email.into(), token, exp: exp / 1000 }),
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "chat token cache"),
         }
-        match self.hubspot.chat_token(email, user.firstname.as_deref(), user.lastname.as_deref(), self.budget()).await {
+        match self.hubspot.chat_token(email, user.firstname.as_deref(), user.lastname.as_deref(), budget).await {
             Ok(token) => {
                 let exp = now + CHAT_TOKEN_REUSE_MS;
                 let _ = self.store.save_chat_token(email, &token, exp);

@@ -1,11 +1,13 @@
 //! HTTP routes: the page API (`/v1/identity`, `/v1/leases`), the app's server-to-server API
 //! (`/v1/users`), `/healthz` and `/metrics`.
 
-use crate::assertion::valid_email;
+use crate::assertion::{valid_email, SKEW_SECS};
 use crate::error::{ApiError, ApiResult};
 use crate::relay::{now_ms, valid_lease_id, valid_utk, Relay, Ticket};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use crate::config::{canonical, TrustedProxies};
+use forwarded_header_value::ForwardedHeaderValue;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -96,12 +98,53 @@ impl IpLimiter {
     }
 }
 
+/// The client's address: the TCP peer, unless the peer is a trusted proxy; then the last address
+/// in `Forwarded` (else `X-Forwarded-For`) that is not a trusted proxy. Headers from an untrusted
+/// peer are ignored, so a client cannot pick its own rate-limit bucket.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
+    let peer = canonical(peer);
+    if !trusted.contains(peer) {
+        return peer;
+    }
+    // Several header lines of one name are one list (RFC 9110 section 5.3).
+    let joined = |name: &str| {
+        let v: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+        (!v.is_empty()).then(|| v.join(","))
+    };
+    let parsed = match (joined("forwarded"), joined("x-forwarded-for")) {
+        (Some(f), _) => ForwardedHeaderValue::from_forwarded(&f).ok(),
+        (None, Some(x)) => ForwardedHeaderValue::from_x_forwarded_for(&x).ok(),
+        (None, None) => None,
+    };
+    let Some(chain) = parsed else { return peer };
+    let mut client = peer;
+    for hop in chain.iter().rev() {
+        // An `unknown` or obfuscated hop ends what can be known: the last known hop it is.
+        let Some(ip) = hop.forwarded_for_ip().map(canonical) else { return client };
+        client = ip;
+        if !trusted.contains(ip) {
+            return ip;
+        }
+    }
+    client
+}
+
+fn limit(s: &AppState, peer: SocketAddr, headers: &HeaderMap) -> ApiResult<()> {
+    s.limiter.take(client_ip(peer.ip(), headers, &s.relay.config.trusted_proxies)).map_err(ApiError::RateLimited)
+}
+
+/// A path parameter, or 400 naming what is wrong with it (e.g. invalid UTF-8).
+fn path(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    p.map(|Path(v)| v).map_err(|e| ApiError::BadRequest(format!("the path is invalid: {}", e.body_text())))
+}
+
 async fn identity(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Ticket>> {
-    s.limiter.take(peer.ip()).map_err(ApiError::RateLimited)?;
+    limit(&s, peer, &headers)?;
     let b: IdentityBody = parse(body)?;
     if let Some(u) = b.utk.as_deref() {
         if !valid_utk(u) {
@@ -118,7 +161,14 @@ async fn identity(
 
 /// `DELETE /v1/leases/{id}`: ends the lease at once. 204, also for a lease already released or
 /// unknown, so a retried release is harmless.
-async fn release(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn release(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<StatusCode> {
+    limit(&s, peer, &headers)?;
+    let id = path(id)?;
     if !valid_lease_id(&id) {
         return Err(ApiError::BadRequest("not a leaseId this relay issues".into()));
     }
@@ -128,7 +178,14 @@ async fn release(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult
 
 /// `POST /v1/leases/{id}/release`, the `sendBeacon` form a page sends on hide: the lease ends
 /// after the release grace (the next page of the tab may take it over). 204.
-async fn release_on_hide(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn release_on_hide(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<StatusCode> {
+    limit(&s, peer, &headers)?;
+    let id = path(id)?;
     if !valid_lease_id(&id) {
         return Err(ApiError::BadRequest("not a leaseId this relay issues".into()));
     }
@@ -162,39 +219,52 @@ struct PutUser {
 /// `PUT /v1/users/{sub}` `{email, properties?}`: the app reports a user's current email. 202.
 async fn put_user(
     State(s): State<AppState>,
-    Path(sub): Path<String>,
+    sub: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<impl IntoResponse> {
     admin(&s, &headers)?;
+    let sub = path(sub)?;
     check_sub(&sub)?;
     let b: PutUser = parse(body)?;
     let email = b.email.trim().to_ascii_lowercase();
     if !valid_email(&email) {
         return Err(ApiError::BadRequest(format!("email {:?} is not a valid email address", b.email)));
     }
-    if let Some(p) = &b.properties {
-        if let Some((k, _)) = p.iter().find(|(k, v)| !(v.is_string() || v.is_number() || v.is_boolean()) || *k == "email" || k.is_empty()) {
-            return Err(ApiError::BadRequest(format!("properties.{k} must be a string, number or boolean (and not email)")));
-        }
-    }
+    let props = b.properties.unwrap_or_default();
     let relay = &s.relay;
+    relay.check_properties(&props).await?;
     let lock = relay.user_lock(&sub);
     let _g = lock.lock().await;
     let now = now_ms();
-    let user = relay.store.note_app_email(&sub, &email, now, None, None)?;
+    // The app's own report ranks as late as any assertion signed up to the allowed skew after it,
+    // so a page's assertion with a clock running ahead cannot turn it back.
+    let user = relay.store.note_app_email(&sub, &email, now + SKEW_SECS * 1000, None, None)?;
     // The app states the user again: a contact may be made again after a privacy deletion.
     relay.store.set_erased(&sub, None)?;
-    let queued = user.hubspot_email.as_deref() != Some(email.as_str()) || b.properties.as_ref().is_some_and(|p| !p.is_empty());
-    if queued {
-        relay.queue_change(&sub, &email, b.properties.as_ref().filter(|p| !p.is_empty()), now)?;
+    let job = relay.store.job(&sub)?;
+    let stale_job = job.as_ref().is_some_and(|j| j.state == "pending" && j.to_email != email);
+    let reason = if user.hubspot_email.as_deref() == Some(email.as_str()) && props.is_empty() && !stale_job {
+        Some("HubSpot already has this email for the user's contact")
+    } else {
+        None
+    };
+    if reason.is_none() {
+        // An explicit report always queues again, also after a failed or conflicting attempt.
+        relay.store.put_job(&sub, &email, &Value::Object(props.clone()).to_string(), now)?;
+        relay.outbox_wake.notify_one();
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({ "sub": sub, "email": email, "queued": queued }))))
+    let mut out = json!({ "sub": sub, "email": email, "queued": reason.is_none() });
+    if let Some(r) = reason {
+        out["reason"] = json!(r);
+    }
+    Ok((StatusCode::ACCEPTED, Json(out)))
 }
 
 /// `GET /v1/users/{sub}`: contact id, HubSpot email, pending change, last error.
-async fn get_user(State(s): State<AppState>, Path(sub): Path<String>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+async fn get_user(State(s): State<AppState>, sub: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     admin(&s, &headers)?;
+    let sub = path(sub)?;
     check_sub(&sub)?;
     let user = s.relay.store.user(&sub)?.ok_or_else(|| ApiError::NotFound(format!("no user {sub:?} has been seen")))?;
     let job = s.relay.store.job(&sub)?;

@@ -48,6 +48,18 @@ pub struct Job {
     pub last_error: Option<String>,
 }
 
+/// What a [`Store::prune`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub leases: usize,
+    pub utk_bindings: usize,
+}
+
+/// Leases released, or expired this long ago, are deleted by [`Store::prune`].
+pub const LEASE_KEEP_MS: i64 = 3_600_000;
+/// A utk binding not seen for this long (HubSpot's cookie lives 13 months) is deleted.
+pub const UTK_KEEP_MS: i64 = 400 * 86_400_000;
+
 /// Progress of one CSV sync, so an interrupted run resumes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyncProgress {
@@ -81,6 +93,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The latest expiry of the live leases of `sub` on any email other than `except`.
     fn live_lease_until(&self, sub: &str, except: &str, now: i64) -> StoreResult<Option<i64>>;
     fn live_leases(&self, now: i64) -> StoreResult<i64>;
+    /// Deletes leases released or expired more than [`LEASE_KEEP_MS`] before `now`, and utk
+    /// bindings not renewed for [`UTK_KEEP_MS`]; in batches, so others wait at most one batch.
+    fn prune(&self, now: i64) -> StoreResult<Pruned>;
     /// Queues (or replaces the unapplied) email change of `sub`.
     fn put_job(&self, sub: &str, to_email: &str, properties: &str, now: i64) -> StoreResult<()>;
     fn job(&self, sub: &str) -> StoreResult<Option<Job>>;
@@ -146,6 +161,8 @@ CREATE TABLE IF NOT EXISTS leases (
     released INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS leases_by_sub ON leases(sub, expires_at);
+CREATE INDEX IF NOT EXISTS leases_live ON leases(released, expires_at);
+CREATE INDEX IF NOT EXISTS utk_bindings_at ON utk_bindings(at);
 CREATE TABLE IF NOT EXISTS outbox (
     sub TEXT PRIMARY KEY,
     to_email TEXT NOT NULL,
@@ -363,6 +380,34 @@ impl Store for SqliteStore {
 
     fn live_leases(&self, now: i64) -> StoreResult<i64> {
         self.with(|c| c.query_row("SELECT COUNT(*) FROM leases WHERE released = 0 AND expires_at > ?1", [now], |r| r.get(0)))
+    }
+
+    fn prune(&self, now: i64) -> StoreResult<Pruned> {
+        let mut p = Pruned::default();
+        loop {
+            let n = self.with(|c| {
+                c.prepare_cached(
+                    "DELETE FROM leases WHERE rowid IN (SELECT rowid FROM leases WHERE released = 1 UNION ALL
+                     SELECT rowid FROM leases WHERE released = 0 AND expires_at < ?1 LIMIT 5000)",
+                )?
+                .execute([now - LEASE_KEEP_MS])
+            })?;
+            p.leases += n;
+            if n < 5000 {
+                break;
+            }
+        }
+        loop {
+            let n = self.with(|c| {
+                c.prepare_cached("DELETE FROM utk_bindings WHERE rowid IN (SELECT rowid FROM utk_bindings WHERE at < ?1 LIMIT 5000)")?
+                    .execute([now - UTK_KEEP_MS])
+            })?;
+            p.utk_bindings += n;
+            if n < 5000 {
+                break;
+            }
+        }
+        Ok(p)
     }
 
     fn put_job(&self, sub: &str, to_email: &str, properties: &str, now: i64) -> StoreResult<()> {

@@ -3,6 +3,7 @@
 mod crash;
 mod email_change;
 mod faults;
+mod hardening;
 mod helpers;
 mod hubspot_changes;
 mod identity;
