@@ -9,6 +9,7 @@ import os from "node:os";
 import { ROOT, launchBrowser } from "../tests/e2e/helpers.mjs";
 import { startStack } from "./stack.mjs";
 import { runRace } from "./race.mjs";
+import { VARIANTS, runEditsRace, editsRow } from "./race-hubspot-edits.mjs";
 
 const USERS = Number(process.env.BENCH_USERS || 200);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY || 8);
@@ -37,6 +38,14 @@ for (const mode of ["naive", "hsq"]) {
     add(`| race, ${USERS} users, 0-5 s sync lag: ${label} | ${r.duplicates} users with duplicate contacts; ${r.lostViews} of ${r.viewsMade} page views lost, ${r.wrongContactViews} on another contact; ${failed} sessions failed in the driver (${r.seconds.toFixed(0)} s) |`);
   } finally {
     await stack.stop();
+  }
+}
+// The race with HubSpot-side edits, four variants (BENCH_EDITS=0 skips it).
+if (process.env.BENCH_EDITS !== "0") {
+  for (const variant of VARIANTS) {
+    console.error(`race with HubSpot-side edits: ${USERS} users, ${variant}...`);
+    const r = await runEditsRace({ browser, variant, users: USERS, concurrency: CONCURRENCY, profile: "release", settleMs: 180000 });
+    add(editsRow(r, USERS));
   }
 }
 await browser.close();

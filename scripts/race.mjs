@@ -24,18 +24,42 @@ async function spa(page, href) {
   await new Promise((r) => setTimeout(r, PACE_MS));
 }
 
+/**
+ * HubSpot-side edits (the `hubspotEdits` mode): while the user browses, a marketer edits the
+ * email of every second user's contact directly in HubSpot, and merges a lead contact into every
+ * fourth user's (offset by one). Answers what it did, or null for users left alone.
+ */
+export async function editInHubSpot(stack, sub, index) {
+  const kind = index % 2 === 0 ? "edit" : index % 4 === 1 ? "merge" : null;
+  if (!kind) return null;
+  const api = (method, p, body) =>
+    fetch(`${stack.sim.url}${p}`, { method, headers: { authorization: `Bearer ${stack.token}`, "content-type": "application/json" }, body: body && JSON.stringify(body) });
+  const contact = await until(async () => {
+    const u = (await stack.demo.report()).users.find((x) => x.sub === sub);
+    return u?.contacts[0];
+  }, `${sub}: a contact to edit`, 20000, REPORT_EVERY_MS).catch(() => null);
+  if (!contact) return null;
+  if (kind === "edit") {
+    await api("PATCH", `/crm/v3/objects/contacts/${contact.id}`, { properties: { email: `${sub}-edited-in-hubspot@example.com` } });
+  } else {
+    const lead = await (await api("POST", "/crm/v3/objects/contacts", { properties: { email: `${sub}-lead@example.com` } })).json();
+    await api("POST", "/crm/v3/objects/contacts/merge", { primaryObjectId: contact.id, objectIdToMerge: lead.id });
+  }
+  return kind;
+}
+
 /** One user's session; answers its browser context, its first tab and the page views it made. */
-async function session({ browser, url, mode, sub, newEmail, errors, changed }) {
+async function session({ browser, url, mode, sub, newEmail, errors, changed, edit }) {
   const ctx = await browser.newContext();
   try {
-    return await browse(ctx, { url, mode, sub, newEmail, errors, changed });
+    return await browse(ctx, { url, mode, sub, newEmail, errors, changed, edit });
   } catch (e) {
     await ctx.close().catch(() => {});
     throw e;
   }
 }
 
-async function browse(ctx, { url, mode, sub, newEmail, errors, changed }) {
+async function browse(ctx, { url, mode, sub, newEmail, errors, changed, edit }) {
   const [t1, t2] = [await ctx.newPage(), await ctx.newPage()];
   for (const p of [t1, t2]) {
     p.on("pageerror", (e) => errors.push(`${sub}: ${e.message}`));
@@ -52,6 +76,14 @@ async function browse(ctx, { url, mode, sub, newEmail, errors, changed }) {
   await reload(t2);
   await ready(t2, mode);
   views++;
+  if (edit) {
+    // HubSpot-side edits: the user keeps browsing in both tabs meanwhile.
+    await edit();
+    await spa(t2, "/app/billing");
+    views++;
+    await spa(t1, "/app/");
+    views++;
+  }
   // The user changes their email in tab 1; the app's worker tells HubSpot (or the relay) later.
   await t1.fill("input[name=email]", newEmail);
   await t1.click("#email-form button");
@@ -103,7 +135,7 @@ async function comeBack({ stack, t1, sub, newEmail, made, waitMs }) {
  * Runs the race for `users` users of `mode` ("naive" or "hsq") on `stack` (scripts/stack.mjs),
  * `concurrency` users at a time; `midway()` runs once half of them have changed their email.
  */
-export async function runRace({ browser, stack, mode, users, concurrency = 4, midway = null, settleMs = 90000, userSettleMs = 60000 }) {
+export async function runRace({ browser, stack, mode, users, concurrency = 4, midway = null, settleMs = 90000, userSettleMs = 60000, hubspotEdits = false }) {
   const url = stack.demo.url;
   const errors = [];
   const made = new Map();
@@ -114,6 +146,7 @@ export async function runRace({ browser, stack, mode, users, concurrency = 4, mi
     if (midway && !midwayRun && changedCount >= Math.ceil(users / 2)) midwayRun = midway();
   };
   const subs = Array.from({ length: users }, (_, i) => `${mode === "naive" ? "n" : "h"}-race${i}`);
+  const edits = { edit: 0, merge: 0 };
   const started = Date.now();
   // A pool of `concurrency` users at a time, each starting as another finishes.
   let next = 0;
@@ -122,7 +155,14 @@ export async function runRace({ browser, stack, mode, users, concurrency = 4, mi
       const sub = subs[next++];
       try {
         const newEmail = `${sub}-new@example.com`;
-        const o = await session({ browser, url, mode, sub, newEmail, errors, changed });
+        const index = subs.indexOf(sub);
+        const edit = hubspotEdits
+          ? async () => {
+              const k = await editInHubSpot(stack, sub, index);
+              if (k) edits[k]++;
+            }
+          : null;
+        const o = await session({ browser, url, mode, sub, newEmail, errors, changed, edit });
         // Each user's tabs close when the user is done (200 users' open tabs would swamp the
         // machine). A naive page holds nothing: a moment for its last hit, then close.
         try {
@@ -170,6 +210,7 @@ export async function runRace({ browser, stack, mode, users, concurrency = 4, mi
     lostViews: Math.max(0, totalMade - hits),
     wrongContactViews: mine.reduce((n, u) => n + Math.max(0, u.viewsMade - Math.max(0, ...u.contacts.map((c) => c.pageViews))), 0),
     pageErrors: errors,
+    hubspotEdits: edits,
     seconds: (Date.now() - started) / 1000,
   };
 }
