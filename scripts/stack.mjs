@@ -5,7 +5,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { randomBytes } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { ROOT, startServer } from "../tests/e2e/helpers.mjs";
+import { ROOT, startServer, identifyIdArgs } from "../tests/e2e/helpers.mjs";
 import { startDemo } from "../www/server.mjs";
 
 /**
@@ -20,7 +20,7 @@ export async function startStack({ profile = "debug", simArgs = [], relayEnv = {
   const dir = mkdtempSync(path.join(tmpdir(), "hsq-demo-"));
   const started = [];
   try {
-    const sim = await startServer(bin("hubspot-sim"), ["--addr", "127.0.0.1:0", "--portal-id", portalId, "--token", token, ...simArgs]);
+    const sim = await startServer(bin("hubspot-sim"), ["--addr", "127.0.0.1:0", "--portal-id", portalId, "--token", token, ...identifyIdArgs(), ...simArgs]);
     started.push(sim);
     // `hsq-relay init` against the simulator: the unique contact property.
     execFileSync(bin("hsq-relay"), ["init"], { env: { ...process.env, HUBSPOT_ACCESS_TOKEN: token, HUBSPOT_API_BASE: sim.url }, stdio: "ignore" });

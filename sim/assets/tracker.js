@@ -285,6 +285,8 @@
       consentListeners.push(cb);
       if (state.consent !== null) safe(cb, [consentResult(state.consent)]);
     },
+    // Also reachable as _hsq.push(["revokeCookieConsent"]) (hubspot-behavior.md section 9): the
+    // banner and tracking cookies go, the banner shows again, and what was collected stays.
     revokeCookieConsent: function () {
       ["__hs_opt_out", "__hs_cookie_cat_pref", "__hs_initial_opt_in"].forEach(deleteCookie);
       clearTrackingCookies();
@@ -293,6 +295,7 @@
         state.consent = false;
         for (var j = 0; j < consentListeners.length; j++) safe(consentListeners[j], [consentResult(false)]);
       }
+      if (CONSENT_BANNER) showBanner();
     },
     showBanner: function () { if (CONSENT_BANNER) showBanner(); },
   };

@@ -89,6 +89,20 @@ pub struct Switches {
     /// Webhook events are shuffled and cut into batches that race each other.
     #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "on", default_value = "off")]
     pub webhook_shuffle: bool,
+    /// What the collector does with an identify's `id` (hubspot-behavior.md section 9): `honoured`
+    /// (the 2017 staff thread: tied to the contact of the email sent with it, later id-only hits land
+    /// there) or `ignored` (dropped, as the current identify docs name only `email`).
+    #[arg(long, value_enum, default_value = "ignored")]
+    pub identify_id: IdentifyId,
+}
+
+/// The `identify-id` switch. `ignored` is the default: it is the harder case for a page that
+/// identifies by id, since id-only hits then land only through the browser's utk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentifyId {
+    Honoured,
+    Ignored,
 }
 
 impl Default for Switches {
@@ -129,6 +143,7 @@ mod tests {
         assert_eq!((s.rate_limit, s.search_lag_ms), (100, 0));
         assert!(s.merge_new_id);
         assert_eq!(s.chat_tier, "professional");
+        assert_eq!((s.search_rate_limit, s.identify_id), (5, IdentifyId::Ignored));
     }
 
     #[test]
@@ -138,5 +153,7 @@ mod tests {
         assert!(!cli.switches.merge_new_id);
         assert_eq!(cli.switches.rate_limit, 0);
         assert!(Cli::try_parse_from(["x", "--merge-new-id=maybe"]).is_err());
+        assert_eq!(Cli::parse_from(["x", "--identify-id", "honoured"]).switches.identify_id, IdentifyId::Honoured);
+        assert!(Cli::try_parse_from(["x", "--identify-id", "maybe"]).is_err());
     }
 }

@@ -82,7 +82,8 @@ fn record(sim: &AppState, kind: &str, q: BTreeMap<String, String>) -> Response {
         at: now_ms(),
     };
     let sw = sim.switches();
-    sim.world().collect(hit, sw.secondary_email_lookup, sw.search_lag_ms);
+    let honour_id = sw.identify_id == crate::config::IdentifyId::Honoured;
+    sim.world().collect_with(hit, sw.secondary_email_lookup, sw.search_lag_ms, honour_id);
     gif()
 }
 

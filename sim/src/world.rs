@@ -696,10 +696,16 @@ impl World {
     /// an email ties the utk (and an `id` sent with it) to the contact holding that email,
     /// creating one when none does; email wins over `id`; `id` alone creates nothing and lands on
     /// the contact the id was tied to; the utk's anonymous history moves to the contact it is tied to.
-    pub fn collect(&mut self, mut hit: Hit, secondary: bool, search_lag_ms: u64) -> u64 {
+    pub fn collect(&mut self, hit: Hit, secondary: bool, search_lag_ms: u64) -> u64 {
+        self.collect_with(hit, secondary, search_lag_ms, true)
+    }
+
+    /// `collect`, where `honour_id: false` drops the identity's `id` (the `identify-id ignored`
+    /// switch): the hit is recorded as sent, but lands by its email or its utk only.
+    pub fn collect_with(&mut self, mut hit: Hit, secondary: bool, search_lag_ms: u64, honour_id: bool) -> u64 {
         let identity = hit.identity.clone().unwrap_or_default();
         let email = identity.get("email").map(|e| e.trim().to_ascii_lowercase()).filter(|e| valid_email(e));
-        let ext_id = identity.get("id").filter(|i| !i.is_empty()).cloned();
+        let ext_id = identity.get("id").filter(|i| honour_id && !i.is_empty()).cloned();
         let mut contact = None;
         if let Some(email) = email {
             let id = match self.by_email(&email, secondary) {
@@ -894,6 +900,22 @@ mod tests {
         w.collect(hit("utk2", &[("id", "u1")]), false, 0);
         let a = w.by_email("a@x.io", false).unwrap();
         assert_eq!(w.hits[2].contact_id, Some(a));
+        assert_eq!(w.contacts.len(), 1);
+    }
+
+    #[test]
+    fn an_ignored_id_ties_nothing_and_id_only_hits_land_by_utk() {
+        let mut w = World::new();
+        w.collect_with(hit("utk1", &[("email", "a@x.io"), ("id", "u1")]), false, 0, false);
+        let a = w.by_email("a@x.io", false).unwrap();
+        assert!(w.ext_id_owner.is_empty() && w.contacts[&a].ext_ids.is_empty());
+        // Same browser: the utk carries the id-only hit to the contact.
+        w.collect_with(hit("utk1", &[("id", "u1")]), false, 0, false);
+        assert_eq!(w.hits[1].contact_id, Some(a));
+        // Another browser: the id alone finds nothing; the hit stays anonymous.
+        w.collect_with(hit("utk2", &[("id", "u1")]), false, 0, false);
+        assert_eq!(w.hits[2].contact_id, None);
+        assert_eq!(w.hits[2].identity.as_ref().unwrap()["id"], "u1", "the hit is recorded as sent");
         assert_eq!(w.contacts.len(), 1);
     }
 

@@ -46,11 +46,14 @@ export async function startServer(bin, args = [], env = {}) {
 /** Which cargo build the servers come from: debug for tests; `npm run bench` sets HSQ_BIN_PROFILE=release. */
 const binPath = (name) => path.join(ROOT, "target", process.env.HSQ_BIN_PROFILE || "debug", name);
 
+/** `HSQ_SIM_IDENTIFY_ID=honoured|ignored` runs the browser tests under that simulator switch. */
+export const identifyIdArgs = () => (process.env.HSQ_SIM_IDENTIFY_ID ? ["--identify-id", process.env.HSQ_SIM_IDENTIFY_ID] : []);
+
 /** The simulator, with rate limiting off unless the test asks for it. */
 export function startSim(args = []) {
   const bin = binPath("hubspot-sim");
   const hasRate = args.includes("--rate-limit");
-  return startServer(bin, ["--addr", "127.0.0.1:0", "--portal-id", "1234567", "--token", "T", ...(hasRate ? [] : ["--rate-limit", "0"]), ...args]);
+  return startServer(bin, ["--addr", "127.0.0.1:0", "--portal-id", "1234567", "--token", "T", ...(hasRate ? [] : ["--rate-limit", "0"]), ...identifyIdArgs(), ...args]);
 }
 
 /** A tiny static server for test pages: `pages` maps a path to HTML (or a function of the URL). */

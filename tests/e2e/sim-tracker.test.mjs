@@ -152,7 +152,9 @@ test("the bug: identifying with a changed email makes a second contact, while id
     assert.equal(list.length, 2, "HubSpot now holds two contacts for one person");
     const a = list.find((c) => c.email === "a@x.io");
     const b = list.find((c) => c.email === "b@x.io");
-    assert.deepEqual(a.ids, ["u1"], "the id stays on the original contact");
+    const { identifyId } = (await getJson(`${sim.url}/__sim/config`)).body.switches;
+    if (identifyId === "honoured") assert.deepEqual(a.ids, ["u1"], "the id stays on the original contact");
+    else assert.deepEqual(a.ids, [], "identify-id ignored: the id is tied to nothing");
     assert.equal(b.pageViews, 1, "the second page view went to the duplicate");
   });
 
@@ -170,6 +172,36 @@ test("the bug: identifying with a changed email makes a second contact, while id
     assert.equal(list[0].pageViews, 2, "both page views sit on the one contact");
     assert.equal(anonymousHits, 0);
   });
+});
+
+test("identify-id: honoured ties the id to the email's contact; ignored drops it", async () => {
+  const { identifyId: started } = (await getJson(`${sim.url}/__sim/config`)).body.switches;
+  const pages = {
+    "/login": page(`_hsq.push(["identify", {email: "both@x.io", id: "u9"}]);`),
+    "/byid": page(`_hsq.push(["identify", {id: "u9"}]);`),
+  };
+  try {
+    for (const mode of ["honoured", "ignored"]) {
+      await reset({ identifyId: mode });
+      await withPage(pages, async (p, url) => {
+        await p.goto(url + "/login");
+        await waitHits(sim.url, 1);
+      });
+      // A second browser sends the id alone.
+      await withPage(pages, async (p, url) => {
+        await p.goto(url + "/byid");
+        await waitHits(sim.url, 2);
+      });
+      const { contacts: list, anonymousHits } = await contacts(sim.url);
+      assert.equal(list.length, 1, `${mode}: no contact from an id`);
+      assert.deepEqual(list[0].ids, mode === "honoured" ? ["u9"] : [], mode);
+      assert.equal(list[0].pageViews, mode === "honoured" ? 2 : 1, `${mode}: where the id-only view lands`);
+      assert.equal(anonymousHits, mode === "honoured" ? 0 : 1, mode);
+      assert.deepEqual((await hits(sim.url))[1].identity, { id: "u9" }, `${mode}: the hit is recorded as sent`);
+    }
+  } finally {
+    await reset({ identifyId: started });
+  }
 });
 
 test("id alone on a fresh browser creates nothing, and its history moves once the utk is tied", async () => {
@@ -230,11 +262,19 @@ test("with the consent banner, nothing is stored or sent until the visitor accep
     assert.deepEqual(await p.evaluate(() => window.consents), [true]);
     assert.ok((await context.cookies()).some((c) => c.name === "hubspotutk"));
 
-    // Revoking consent deletes the tracking cookies and tells the listeners.
-    await p.evaluate(() => _hsp.push(["revokeCookieConsent"]));
+    // Revoking consent (pushed on _hsq, as the current reference shows) deletes the tracking and
+    // banner cookies, tells the listeners and shows the banner again; what was collected stays.
+    await p.evaluate(() => _hsq.push(["revokeCookieConsent"]));
     const names = (await context.cookies()).map((c) => c.name);
-    assert.ok(!names.includes("hubspotutk") && !names.includes("__hstc"), names.join());
+    assert.ok(!names.includes("hubspotutk") && !names.includes("__hstc") && !names.includes("__hs_opt_out"), names.join());
     assert.deepEqual(await p.evaluate(() => window.consents), [true, false]);
+    await p.waitForSelector("#hs-eu-confirmation-button");
+    const kept = (await contacts(sim.url)).contacts.find((c) => c.email === "c@x.io");
+    assert.equal(kept.pageViews, 1, "the contact keeps its history");
+    // Accepting again starts a new visitor.
+    await p.click("#hs-eu-confirmation-button");
+    const utk = (await context.cookies()).find((c) => c.name === "hubspotutk")?.value;
+    assert.ok(utk && utk !== h[0].utk, "a new usertoken");
   });
 
   await reset({ consentBanner: true });

@@ -260,7 +260,7 @@ test("an injected 429 on the search path carries the secondly body; the SDK retr
   assert.equal(stats.calls["POST /crm/v3/objects/contacts/search 429"], 2);
 });
 
-test("a ten-secondly 429 answers HubSpot's body (policyName TEN_SECONDLY_ROLLING)", async () => {
+test("a ten-secondly 429 answers HubSpot's body (policyName TEN_SECONDLY_ROLLING); the SDK retries it", async () => {
   await fault("/crm/v3/objects/contacts");
   const raw = await hs.apiRequest({ method: "GET", path: "/crm/v3/objects/contacts" });
   assert.equal(raw.status, 429);
@@ -272,6 +272,13 @@ test("a ten-secondly 429 answers HubSpot's body (policyName TEN_SECONDLY_ROLLING
   const e = await rejection(hs.crm.contacts.basicApi.getPage());
   assert.equal(e.code, 429);
   assert.equal(e.body.message, "You have reached your ten_secondly_rolling limit.");
+  // The SDK's retry recognises policyName TEN_SECONDLY_ROLLING and tries again 10 s later.
+  const c = await create();
+  await fault("/crm/v3/objects/contacts/");
+  const got = await client({ numberOfApiCallRetries: 2 }).crm.contacts.basicApi.getById(c.id);
+  assert.equal(got.id, c.id);
+  const stats = await (await fetch(`${sim.url}/__sim/stats`)).json();
+  assert.equal(stats.calls["GET /crm/v3/objects/contacts/{id} 429"], 1);
 });
 
 test("properties coreApi: create, getByName, getAll, update, archive", async () => {

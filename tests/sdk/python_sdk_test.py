@@ -456,6 +456,17 @@ class Errors(Base):
         calls = json.loads(urllib.request.urlopen(SIM["url"] + "/__sim/stats").read())["calls"]
         self.assertEqual(calls.get("GET /crm/v3/objects/contacts/{id} 429"), 2, calls)
 
+    def test_sdk_retry_honours_the_search_429(self):
+        self.create(email="found@example.com")
+        self.fault("/crm/v3/objects/contacts/search", count=1)
+        retry = Retry(total=3, status_forcelist=(429,), allowed_methods=None, backoff_factor=0.1, raise_on_status=False)
+        res = client(retry=retry).crm.contacts.search_api.do_search(PublicObjectSearchRequest(filter_groups=[
+            FilterGroup(filters=[Filter(property_name="email", operator="EQ", value="found@example.com")])
+        ]))
+        self.assertEqual(res.total, 1)
+        calls = json.loads(urllib.request.urlopen(SIM["url"] + "/__sim/stats").read())["calls"]
+        self.assertEqual(calls.get("POST /crm/v3/objects/contacts/search 429"), 1, calls)
+
     def test_unserved_call_answers_json(self):
         r = self.hs.api_request({"method": "PUT", "path": "/crm/v3/objects/contacts/1", "body": {}})
         self.assertIn(r.status_code, (404, 405))
