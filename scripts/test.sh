@@ -12,6 +12,9 @@ echo "== build the package and the servers for the browser tests =="
 bash scripts/build-wasm.sh
 cargo build --quiet -p hubspot-sim -p hsq-relay
 
+echo "== schemathesis against the live relay (bounded; longer: node scripts/schemathesis.mjs --max-examples 1000) =="
+node scripts/schemathesis.mjs --max-examples 60
+
 echo "== node --test (headless Chromium) =="
 node --test --test-concurrency=1 tests/e2e/
 

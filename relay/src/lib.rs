@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod hubspot;
 pub mod metrics;
+pub mod openapi;
 pub mod outbox;
 pub mod relay;
 pub mod routes;

@@ -23,7 +23,7 @@ pub fn now_ms() -> i64 {
 const CHAT_TOKEN_REUSE_MS: i64 = 11 * 3600 * 1000;
 
 /// The chat part of a ticket.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Chat {
     pub email: String,
     pub token: String,
@@ -31,12 +31,14 @@ pub struct Chat {
 }
 
 /// What the page gets back (DESIGN.md section 5).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Ticket {
     pub id: String,
     pub contact_id: Option<String>,
     pub email: Option<String>,
+    /// `confirmed`, `pending`, `conflict` or `unknown`.
+    #[schema(value_type = String)]
     pub state: &'static str,
     pub lease_id: Option<String>,
     pub email_valid_until: Option<i64>,

@@ -3,6 +3,10 @@
 
 use crate::assertion::{valid_email, SKEW_SECS};
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::ErrorBody;
+use crate::store::Job;
+use serde::Serialize;
+use utoipa::ToSchema;
 use crate::relay::{now_ms, valid_lease_id, valid_utk, Relay, Ticket};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -15,7 +19,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -39,6 +43,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/users/{sub}", put(put_user).get(get_user))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
 }
 
 /// Reads a JSON body, naming what is wrong with it.
@@ -53,13 +58,20 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<
     serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("body is not the JSON expected: {e}")))
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/identity`: the page's assertion, its `hubspotutk` and the lease it holds.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct IdentityBody {
+pub struct IdentityBody {
+    /// The app's signed identity assertion (HS256 compact JWS with `kid`).
+    #[schema(max_length = 8192)]
     assertion: String,
+    /// The `hubspotutk` cookie: 32 lowercase hex digits.
     #[serde(default)]
+    #[schema(pattern = "^[0-9a-f]{32}$")]
     utk: Option<String>,
+    /// A lease this relay issued, to renew.
     #[serde(default)]
+    #[schema(pattern = "^l_[0-9a-f]{32}$")]
     lease_id: Option<String>,
 }
 
@@ -138,7 +150,17 @@ fn path(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
     p.map(|Path(v)| v).map_err(|e| ApiError::BadRequest(format!("the path is invalid: {}", e.body_text())))
 }
 
-async fn identity(
+/// Verifies the assertion and answers the page's ticket.
+#[utoipa::path(post, path = "/v1/identity", tag = "page", request_body = IdentityBody,
+    responses(
+        (status = 200, description = "The ticket", body = Ticket),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "The assertion is missing, bad or expired", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+        (status = 429, description = "Too many requests from this client", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 503, description = "HubSpot is unavailable, or the request timed out", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
+    ))]
+pub async fn identity(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -161,7 +183,14 @@ async fn identity(
 
 /// `DELETE /v1/leases/{id}`: ends the lease at once. 204, also for a lease already released or
 /// unknown, so a retried release is harmless.
-async fn release(
+#[utoipa::path(delete, path = "/v1/leases/{id}", tag = "page",
+    params(("id" = String, Path, description = "The leaseId", pattern = "^l_[0-9a-f]{32}$")),
+    responses(
+        (status = 204, description = "Released (also when unknown or already released)"),
+        (status = 400, description = "Not a leaseId this relay issues", body = ErrorBody),
+        (status = 429, description = "Too many requests from this client", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
+    ))]
+pub async fn release(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -178,7 +207,14 @@ async fn release(
 
 /// `POST /v1/leases/{id}/release`, the `sendBeacon` form a page sends on hide: the lease ends
 /// after the release grace (the next page of the tab may take it over). 204.
-async fn release_on_hide(
+#[utoipa::path(post, path = "/v1/leases/{id}/release", tag = "page",
+    params(("id" = String, Path, description = "The leaseId", pattern = "^l_[0-9a-f]{32}$")),
+    responses(
+        (status = 204, description = "The lease ends after the release grace"),
+        (status = 400, description = "Not a leaseId this relay issues", body = ErrorBody),
+        (status = 429, description = "Too many requests from this client", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
+    ))]
+pub async fn release_on_hide(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -209,15 +245,71 @@ fn check_sub(sub: &str) -> ApiResult<()> {
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct PutUser {
+/// `PUT /v1/users/{sub}`: the user's current email, and contact properties to set with it.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PutUser {
     email: String,
+    /// Contact properties of the account (strings, numbers, booleans); not identity, read-only
+    /// or calculated ones.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     properties: Option<Map<String, Value>>,
 }
 
+/// What a `PUT /v1/users/{sub}` did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PutUserAnswer {
+    sub: String,
+    email: String,
+    /// Whether a change was queued for HubSpot.
+    queued: bool,
+    /// Why nothing was queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// Another contact holds the user's app email.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictView {
+    email: String,
+    contact_id: Option<String>,
+}
+
+/// `GET /v1/users/{sub}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    sub: String,
+    contact_id: Option<String>,
+    hubspot_email: Option<String>,
+    app_email: Option<String>,
+    conflict: Option<ConflictView>,
+    pending_jobs: Vec<Job>,
+    last_job: Option<Job>,
+    last_error: Option<String>,
+    /// HubSpot deleted the user's contact for privacy: no contact is made again until the app PUTs the user.
+    erased: bool,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    status: String,
+    outbox_depth: i64,
+}
+
 /// `PUT /v1/users/{sub}` `{email, properties?}`: the app reports a user's current email. 202.
-async fn put_user(
+#[utoipa::path(put, path = "/v1/users/{sub}", tag = "app", security(("admin" = [])), request_body = PutUser,
+    params(("sub" = String, Path, description = "The app's user id (1 to 128 characters)", min_length = 1, max_length = 128)),
+    responses(
+        (status = 202, description = "Accepted", body = PutUserAnswer),
+        (status = 400, description = "Malformed body, invalid email or property", body = ErrorBody),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+    ))]
+pub async fn put_user(
     State(s): State<AppState>,
     sub: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
@@ -254,40 +346,53 @@ async fn put_user(
         relay.store.put_job(&sub, &email, &Value::Object(props.clone()).to_string(), now)?;
         relay.outbox_wake.notify_one();
     }
-    let mut out = json!({ "sub": sub, "email": email, "queued": reason.is_none() });
-    if let Some(r) = reason {
-        out["reason"] = json!(r);
-    }
-    Ok((StatusCode::ACCEPTED, Json(out)))
+    Ok((StatusCode::ACCEPTED, Json(PutUserAnswer { sub, email, queued: reason.is_none(), reason: reason.map(str::to_string) })))
 }
 
 /// `GET /v1/users/{sub}`: contact id, HubSpot email, pending change, last error.
-async fn get_user(State(s): State<AppState>, sub: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/v1/users/{sub}", tag = "app", security(("admin" = [])),
+    params(("sub" = String, Path, description = "The app's user id (1 to 128 characters)", min_length = 1, max_length = 128)),
+    responses(
+        (status = 200, description = "What the relay knows of the user", body = UserView),
+        (status = 400, description = "Invalid sub", body = ErrorBody),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such user has been seen", body = ErrorBody),
+    ))]
+pub async fn get_user(State(s): State<AppState>, sub: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Json<UserView>> {
     admin(&s, &headers)?;
     let sub = path(sub)?;
     check_sub(&sub)?;
     let user = s.relay.store.user(&sub)?.ok_or_else(|| ApiError::NotFound(format!("no user {sub:?} has been seen")))?;
     let job = s.relay.store.job(&sub)?;
-    Ok(Json(json!({
-        "sub": user.sub,
-        "contactId": user.contact_id,
-        "hubspotEmail": user.hubspot_email,
-        "appEmail": user.app_email,
-        "conflict": user.conflict_email.as_ref().map(|e| json!({ "email": e, "contactId": user.conflict_with })),
-        "pendingJobs": job.iter().filter(|j| j.state == "pending").collect::<Vec<_>>(),
-        "lastJob": job,
-        "lastError": user.last_error,
-        "erased": s.relay.store.erased(&sub)?,
-    })))
+    Ok(Json(UserView {
+        sub: user.sub,
+        contact_id: user.contact_id,
+        hubspot_email: user.hubspot_email,
+        app_email: user.app_email,
+        conflict: user.conflict_email.map(|email| ConflictView { email, contact_id: user.conflict_with }),
+        pending_jobs: job.iter().filter(|j| j.state == "pending").cloned().collect(),
+        last_job: job,
+        last_error: user.last_error,
+        erased: s.relay.store.erased(&sub)?,
+    }))
 }
 
-async fn healthz(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Up", body = Health)))]
+pub async fn healthz(State(s): State<AppState>) -> ApiResult<Json<Health>> {
     let depth = s.relay.store.outbox_depth()?;
-    Ok(Json(json!({ "status": "ok", "outboxDepth": depth })))
+    Ok(Json(Health { status: "ok".into(), outbox_depth: depth }))
 }
 
-async fn metrics(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Counters and gauges", body = String, content_type = "text/plain")))]
+pub async fn metrics(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
     let depth = s.relay.store.outbox_depth()?;
     let leases = s.relay.store.live_leases(now_ms())?;
     Ok(([("content-type", "text/plain; version=0.0.4")], s.relay.metrics.render(depth, leases)))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
+pub async fn openapi_json() -> impl IntoResponse {
+    ([("content-type", "application/json")], crate::openapi::document())
 }

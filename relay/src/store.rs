@@ -33,7 +33,7 @@ pub struct User {
 }
 
 /// A queued email change (one row per user: a newer change replaces an unapplied one).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Job {
     pub sub: String,

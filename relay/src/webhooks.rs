@@ -100,7 +100,19 @@ fn event_key(e: &Value) -> String {
 }
 
 /// `POST /v1/hubspot/webhooks`: verifies, stores the events, answers 200 `{received, new}`.
-async fn receive(State(s): State<AppState>, uri: Uri, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
+#[utoipa::path(post, path = "/v1/hubspot/webhooks", tag = "hubspot",
+    params(
+        ("X-HubSpot-Signature-v3" = String, Header, description = "base64 HMAC-SHA256 of method + URI + body + timestamp, keyed with the app's client secret"),
+        ("X-HubSpot-Request-Timestamp" = String, Header, description = "milliseconds; older than 5 minutes is refused"),
+    ),
+    responses(
+        (status = 200, description = "The events are stored (`{received, new}`; duplicates are not new)"),
+        (status = 400, description = "The body is not a JSON array of events", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong signature, or older than 5 minutes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Webhooks are off (no HSQ_HUBSPOT_CLIENT_SECRET)", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = crate::openapi::ErrorBody),
+    ))]
+pub async fn receive(State(s): State<AppState>, uri: Uri, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
     let body = body.map_err(|e| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge(BODY_LIMIT)

@@ -36,7 +36,8 @@ async fn injected_429s_500s_timeouts_and_dropped_connections_are_retried() {
 
 #[tokio::test]
 async fn retry_after_is_honoured_and_a_long_one_answers_503_with_retry_after() {
-    let app = spawn_app(&["--retry-after"], &["--hubspot-budget-ms", "1500"]).await;
+    // The budget covers all of a request's HubSpot calls (the 1 s wait and three calls here).
+    let app = spawn_app(&["--retry-after"], &["--hubspot-budget-ms", "3000"]).await;
     // The simulator's injected 429 says Retry-After: 1; the relay waits and succeeds.
     app.fault(json!({"path": "/crm", "status": 429, "count": 1})).await;
     assert_eq!(app.identity("r1", "r1@x.io", None, None).await["state"], "confirmed");

@@ -3,9 +3,11 @@
 mod crash;
 mod email_change;
 mod faults;
+mod fuzz;
 mod hardening;
 mod helpers;
 mod hubspot_changes;
 mod identity;
 mod input;
+mod openapi;
 mod sync;
