@@ -8,6 +8,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 echo "== cargo test (native) =="
 cargo test --workspace --quiet 2>&1
 
+echo "== the relay's API suite again, on PostgreSQL (a temporary cluster the tests start) =="
+HSQ_TEST_DB=postgres cargo test -p hsq-relay --test api --quiet 2>&1
+
 echo "== build the package and the servers for the browser tests =="
 bash scripts/build-wasm.sh
 cargo build --quiet -p hubspot-sim -p hsq-relay

@@ -93,7 +93,10 @@ async fn edit_to_lease_end(s: &Stack, users: usize, tag: &str) -> Vec<f64> {
             .unwrap();
         assert_eq!(r.status(), 200);
         loop {
-            if s.relay.store.live_lease_until(sub, "", now_ms()).unwrap().is_none() {
+            let mut tx = s.relay.store.begin_user(sub).await.unwrap();
+            let live = tx.live_lease_until("", now_ms()).await.unwrap();
+            drop(tx);
+            if live.is_none() {
                 break;
             }
             if started.elapsed() > Duration::from_secs(30) {
@@ -162,7 +165,7 @@ async fn main() {
             t.await.unwrap();
         }
         let took = started.elapsed().as_secs_f64();
-        while !s.relay.store.due_webhook_events(now_ms() + 1, 1).unwrap().is_empty() {
+        while !s.relay.store.due_webhook_events(now_ms() + 1, 1).await.unwrap().is_empty() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let drained = started.elapsed().as_secs_f64();

@@ -3,16 +3,17 @@
 //! Prints the median and worst of 50 reads, and what a prune removes and costs. `before` drops
 //! the index issue 14 added, which is the schema (and the full scan) `/metrics` had before.
 
-use hsq_relay::store::{SqliteStore, Store};
+use hsq_relay::store::{Retention, Store};
 use std::time::Instant;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let rows: i64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
     let live_pct: i64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
     let before = args.get(3).is_some_and(|s| s == "before");
     let path = std::env::temp_dir().join(format!("hsq-lease-metrics-{}.db", std::process::id()));
-    let store = SqliteStore::open(&path)?;
+    let store = hsq_relay::store::open(&path.display().to_string(), 2).await?;
     let now = 1_800_000_000_000i64;
     {
         let mut c = rusqlite::Connection::open(&path)?;
@@ -35,8 +36,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut live = 0;
     for _ in 0..50 {
         let t = Instant::now();
-        let depth = store.outbox_depth()?;
-        live = store.live_leases(now)?;
+        let depth = store.outbox_depth().await?;
+        live = store.live_leases(now).await?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         assert!(depth >= 0);
     }
@@ -46,20 +47,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if before {
         return Ok(());
     }
-    prune(&store, now);
+    prune(&*store, now).await;
     for ext in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
     }
     Ok(())
 }
 
-fn prune(store: &SqliteStore, now: i64) {
+async fn prune(store: &dyn Store, now: i64) {
     let t = Instant::now();
-    match store.prune(now) {
+    match store.prune(now, Retention::default()).await {
         Ok(p) => println!("prune: {} leases and {} utk bindings deleted in {:.0} ms", p.leases, p.utk_bindings, t.elapsed().as_secs_f64() * 1000.0),
         Err(e) => println!("prune failed: {e}"),
     }
     let t = Instant::now();
-    let live = store.live_leases(now).unwrap_or(-1);
+    let live = store.live_leases(now).await.unwrap_or(-1);
     println!("after prune: live={live}, /metrics store reads {:.2} ms", t.elapsed().as_secs_f64() * 1000.0);
 }

@@ -39,8 +39,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve the relay API.
     Serve(ServeArgs),
-    /// Create the unique contact property (default `hsq_user_id`) in HubSpot.
-    Init(HubSpotArgs),
+    /// Apply the database migrations, and create the unique contact property (default
+    /// `hsq_user_id`) in HubSpot.
+    Init(InitArgs),
     /// Upsert users from a CSV file (`sub,email[,firstname,lastname]`) by the unique property.
     Sync(SyncArgs),
 }
@@ -94,9 +95,25 @@ pub struct ServeArgs {
     /// Bearer token for the server-to-server API (`/v1/users`).
     #[arg(long = "admin-token", env = "HSQ_ADMIN_TOKEN", hide_env_values = true, value_parser = Quiet(parse_admin_token))]
     pub admin_token: Secret,
-    /// The SQLite file.
-    #[arg(long = "db", env = "HSQ_DB", default_value = "hsq-relay.db")]
-    pub db: PathBuf,
+    /// The database: a SQLite file (one relay), or a `postgres://user:pass@host/db` URL that
+    /// several relays share.
+    #[arg(long = "db", env = "HSQ_DB", default_value = "hsq-relay.db", hide_env_values = true)]
+    pub db: String,
+    /// Database connections per relay (PostgreSQL; SQLite keeps one writer and a few readers).
+    #[arg(long = "db-pool", env = "HSQ_DB_POOL", default_value_t = 16, value_parser = clap::value_parser!(u64).range(2..=256))]
+    pub db_pool: u64,
+    /// How often the outbox looks for changes another relay queued or unblocked, in milliseconds
+    /// (PostgreSQL only: on SQLite the one relay wakes its outbox itself).
+    #[arg(long = "outbox-poll-ms", env = "HSQ_OUTBOX_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub outbox_poll_ms: u64,
+    /// How long a relay's claim on an outbox job holds, in seconds: a job whose relay died is
+    /// taken over by another relay after this.
+    #[arg(long = "outbox-claim-secs", env = "HSQ_OUTBOX_CLAIM_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=600))]
+    pub outbox_claim_secs: u64,
+    /// A utk binding (for `rotateUtk`) not seen for this many days is deleted (HubSpot's cookie
+    /// lives 13 months).
+    #[arg(long = "utk-retention-days", env = "HSQ_UTK_RETENTION_DAYS", default_value_t = 400, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub utk_retention_days: u64,
     /// Origins allowed to call the page API cross-origin, comma-separated (none: same origin only).
     #[arg(long = "allowed-origins", env = "HSQ_ALLOWED_ORIGINS", default_value = "", value_parser = parse_origins)]
     pub allowed_origins: Origins,
@@ -214,6 +231,16 @@ impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Quiet
     }
 }
 
+/// `hsq-relay init`
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub hubspot: HubSpotArgs,
+    /// The database to migrate (see `serve --db`).
+    #[arg(long = "db", env = "HSQ_DB", default_value = "hsq-relay.db", hide_env_values = true)]
+    pub db: String,
+}
+
 /// Assertion keys by `kid`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Keys(pub Vec<(String, Secret)>);
@@ -234,9 +261,9 @@ pub struct SyncArgs {
     pub hubspot: HubSpotArgs,
     /// The CSV file: a header line, then `sub,email[,firstname,lastname]`.
     pub file: PathBuf,
-    /// The SQLite file that remembers progress, so an interrupted sync resumes.
-    #[arg(long = "db", env = "HSQ_DB", default_value = "hsq-relay.db")]
-    pub db: PathBuf,
+    /// The database that remembers progress, so an interrupted sync resumes (see `serve --db`).
+    #[arg(long = "db", env = "HSQ_DB", default_value = "hsq-relay.db", hide_env_values = true)]
+    pub db: String,
     /// Don't draw the progress bar (logs print progress lines instead).
     #[arg(long)]
     pub no_progress: bool,

@@ -39,8 +39,8 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
         ApiError::Internal(anyhow::Error::new(e).context("store"))
     }
 }

@@ -259,7 +259,10 @@ impl HubSpot {
                         let mut l = self.inner.limiter.lock().unwrap_or_else(|e| e.into_inner());
                         l.strikes += 1;
                         let pause = Duration::from_millis(250 << (l.strikes - 1).min(6));
-                        let until = Instant::now() + after.unwrap_or(pause);
+                        // Several relays share the account's limit and see the same 429s: without
+                        // Retry-After a random part of the pause spreads their next calls instead of
+                        // sending them together again (Retry-After is followed as given).
+                        let until = Instant::now() + after.unwrap_or_else(|| jitter(pause));
                         l.blocked_until = Some(l.blocked_until.map_or(until, |b| b.max(until)));
                         wait = Duration::ZERO; // the limiter does the waiting
                     } else if !status.is_server_error() {

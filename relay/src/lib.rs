@@ -28,7 +28,6 @@ use routes::{AppState, IpLimiter};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use store::SqliteStore;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// A relay bound to its port, ready to serve.
@@ -100,37 +99,27 @@ pub fn app(relay: Arc<Relay>) -> axum::Router {
         .layer(cors)
 }
 
-/// Deletes dead leases and stale utk bindings at start and every 10 minutes.
-async fn prune(relay: Arc<Relay>) {
-    loop {
-        let store = relay.store.clone();
-        match tokio::task::spawn_blocking(move || store.prune(relay::now_ms())).await {
-            Ok(Ok(p)) if p.leases + p.utk_bindings > 0 => {
-                tracing::info!(leases = p.leases, utk_bindings = p.utk_bindings, "pruned dead leases and stale utk bindings")
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "prune"),
-            Err(e) => tracing::error!(error = %e, "prune task"),
-        }
-        tokio::time::sleep(Duration::from_secs(600)).await;
-    }
-}
-
 impl Application {
     /// Opens the store, builds the HubSpot client, binds the listener and starts the outbox.
     pub async fn build(config: ServeArgs) -> anyhow::Result<Self> {
         use anyhow::Context;
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
-        let store = SqliteStore::open(&config.db).with_context(|| format!("cannot open HSQ_DB {:?}", config.db))?;
+        let store = store::open(&config.db, config.db_pool as usize)
+            .await
+            .with_context(|| format!("cannot open HSQ_DB ({}) and apply its migrations", store::describe(&config.db)))?;
+        if store.kind() == "sqlite" {
+            // One relay owns a SQLite file: claims left by a crash of this relay are its own.
+            store.clear_claims().await.context("cannot reset the outbox's claims")?;
+        }
         let hubspot = hubspot::HubSpot::new(&config.hubspot, metrics.clone(), Duration::from_millis(config.hubspot_budget_ms))?;
-        let relay = Arc::new(Relay::new(Arc::new(store), hubspot, config.clone(), metrics));
+        let relay = Arc::new(Relay::new(store, hubspot, config.clone(), metrics));
         let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on HSQ_ADDR {}", config.addr))?;
         let addr = listener.local_addr()?;
         tokio::spawn(outbox::run(relay.clone()));
         tokio::spawn(webhooks::run(relay.clone()));
         tokio::spawn(webhooks::reconcile(relay.clone()));
-        tokio::spawn(prune(relay.clone()));
+        tokio::spawn(outbox::prune(relay.clone()));
         Ok(Application { addr, router: app(relay.clone()), relay, listener })
     }
 

@@ -16,7 +16,7 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
-        Command::Init(args) => hsq_relay::sync::init(&args).await,
+        Command::Init(args) => init(args).await,
         Command::Sync(args) => hsq_relay::sync::sync(&args).await.map(|_| ()),
     };
     if let Err(e) = result {
@@ -31,6 +31,13 @@ async fn serve(args: hsq_relay::config::ServeArgs) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     app.run_until(shutdown()).await?;
     Ok(())
+}
+
+async fn init(args: hsq_relay::config::InitArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let store = hsq_relay::store::open(&args.db, 2).await.context("cannot open HSQ_DB and apply its migrations")?;
+    println!("the {} database is migrated", store.kind());
+    hsq_relay::sync::init(&args.hubspot).await
 }
 
 async fn shutdown() {

@@ -6,10 +6,10 @@ use crate::config::ServeArgs;
 use crate::error::{ApiError, ApiResult};
 use crate::hubspot::{Contact, HubSpot, HubSpotError, Retry};
 use crate::metrics::Metrics;
-use crate::store::{Store, User};
+use crate::store::{Store, User, UserTx};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
@@ -63,8 +63,8 @@ pub struct Relay {
     /// Wakes the worker that applies HubSpot-side changes (webhook events were stored).
     pub hubspot_wake: Notify,
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
-    /// Users whose email change is being written to HubSpot right now.
-    applying: Mutex<HashSet<String>>,
+    /// This relay process, as it names itself on the outbox jobs it claims.
+    pub instance: String,
     /// The last failed HubSpot read per user and when it ended: requests that were waiting for the
     /// user's lock while it ran share its outcome instead of calling HubSpot again (single flight).
     read_failures: Mutex<HashMap<String, (tokio::time::Instant, HubSpotError)>>,
@@ -127,7 +127,7 @@ impl Relay {
             outbox_wake: Notify::new(),
             hubspot_wake: Notify::new(),
             locks: Mutex::new(HashMap::new()),
-            applying: Mutex::new(HashSet::new()),
+            instance: random_id("r_"),
             read_failures: Mutex::new(HashMap::new()),
             properties: tokio::sync::Mutex::new(None),
         }
@@ -146,19 +146,6 @@ impl Relay {
         let l = Arc::new(tokio::sync::Mutex::new(()));
         locks.insert(sub.to_string(), Arc::downgrade(&l));
         l
-    }
-
-    pub(crate) fn set_applying(&self, sub: &str, on: bool) {
-        let mut a = self.applying.lock().unwrap_or_else(|e| e.into_inner());
-        if on {
-            a.insert(sub.to_string());
-        } else {
-            a.remove(sub);
-        }
-    }
-
-    fn is_applying(&self, sub: &str) -> bool {
-        self.applying.lock().unwrap_or_else(|e| e.into_inner()).contains(sub)
     }
 
     fn budget(&self) -> Duration {
@@ -210,10 +197,10 @@ impl Relay {
             claims.iat.saturating_mul(1000).min(now),
             claims.firstname.as_deref(),
             claims.lastname.as_deref(),
-        )?;
+        ).await?;
         let desired = user.app_email.clone().unwrap_or_else(|| claims.email.clone());
         let rotate_utk = match utk {
-            Some(u) => self.store.bind_utk(u, &claims.sub, now)?.is_some(),
+            Some(u) => self.store.bind_utk(u, &claims.sub, now).await?.is_some(),
             None => false,
         };
         let mut ticket = Ticket {
@@ -228,7 +215,7 @@ impl Relay {
             chat: None,
             now: now / 1000,
         };
-        if self.store.erased(&claims.sub)? {
+        if self.store.erased(&claims.sub).await? {
             // HubSpot deleted this user's contact for privacy: make none again (see webhooks.rs).
             self.metrics.ticket("unknown");
             return Ok(ticket);
@@ -252,22 +239,41 @@ impl Relay {
                     tracing::error!(sub = %claims.sub, error = %e, "ALARM: HubSpot refused the access token");
                 }
                 tracing::warn!(sub = %claims.sub, error = %e, "HubSpot could not be read; answering unknown");
-                self.store.set_error(&claims.sub, Some(&e.to_string()))?;
+                self.store.set_error(&claims.sub, Some(&e.to_string())).await?;
                 self.metrics.ticket("unknown");
                 return Ok(ticket);
             }
         };
-        ticket.contact_id = Some(contact.id.clone());
-        let user = self.store.user(&claims.sub)?.unwrap_or(user);
-        let hub_email = contact.email.clone();
-        if hub_email.as_deref() == Some(desired.as_str()) && desired == claims.email && !self.is_applying(&claims.sub) {
+        // The decision is made in one transaction holding the user's lock in the database, so
+        // relays sharing it decide one at a time per user, as one relay did in memory.
+        let mut tx = self.store.begin_user(&claims.sub).await?;
+        let current = tx.user().await?.unwrap_or_else(|| user.clone());
+        let desired = current.app_email.clone().unwrap_or(desired);
+        let job = tx.job().await?;
+        // A relay is writing this user's email to HubSpot right now: nothing is confirmed.
+        let applying = job.as_ref().is_some_and(|j| {
+            j.state == "pending" && j.claimed_until > now && j.claimed_by.as_deref().is_some_and(|b| b.starts_with("applying:"))
+        });
+        // The outbox wrote this contact since our read: what it stored is newer than what we read.
+        let (contact_id, hub_email) = if current.gen != user.gen {
+            (current.contact_id.clone().unwrap_or(contact.id), current.hubspot_email.clone())
+        } else {
+            (contact.id, contact.email)
+        };
+        ticket.contact_id = Some(contact_id);
+        let mut queued = false;
+        if hub_email.as_deref() == Some(desired.as_str()) && desired == claims.email && !applying {
             // Confirmed: HubSpot holds the app's current email for this contact. Lease it.
             let until = now + self.config.lease_secs as i64 * 1000;
+            let renewed = match lease_id {
+                Some(l) => tx.renew_lease(l, &desired, now, until).await?,
+                None => false,
+            };
             let id = match lease_id {
-                Some(l) if self.store.renew_lease(l, &claims.sub, &desired, now, until)? => l.to_string(),
+                Some(l) if renewed => l.to_string(),
                 _ => {
                     let id = random_id("l_");
-                    self.store.issue_lease(&id, &claims.sub, &desired, until)?;
+                    tx.issue_lease(&id, &desired, until).await?;
                     id
                 }
             };
@@ -275,16 +281,20 @@ impl Relay {
             ticket.email = Some(desired.clone());
             ticket.lease_id = Some(id);
             ticket.email_valid_until = Some(until / 1000);
-            if self.config.chat {
-                ticket.chat = self.chat_for(&desired, &user, now, deadline).await;
-            }
-        } else if user.conflict_email.as_deref() == Some(desired.as_str()) {
+        } else if current.conflict_email.as_deref() == Some(desired.as_str()) {
             ticket.state = "conflict";
         } else {
             ticket.state = "pending";
             if hub_email.as_deref() != Some(desired.as_str()) {
-                self.queue_change(&claims.sub, &desired, None, now)?;
+                queued = queue_in(&mut tx, job.as_ref(), &desired, None, now).await?;
             }
+        }
+        tx.commit().await?;
+        if queued {
+            self.outbox_wake.notify_one();
+        }
+        if ticket.state == "confirmed" && self.config.chat {
+            ticket.chat = self.chat_for(&desired, &current, now, deadline).await;
         }
         self.metrics.ticket(ticket.state);
         Ok(ticket)
@@ -365,18 +375,14 @@ impl Relay {
 
     /// Queues a change of the user's HubSpot email to `email`, unless that change is already
     /// queued or has ended in a conflict.
-    pub fn queue_change(&self, sub: &str, email: &str, properties: Option<&Map<String, Value>>, now: i64) -> ApiResult<()> {
-        if properties.is_none() {
-            if let Some(job) = self.store.job(sub)? {
-                let same = job.to_email == email;
-                if same && (job.state == "pending" || job.state == "conflict" || job.state == "failed") {
-                    return Ok(());
-                }
-            }
+    pub async fn queue_change(&self, sub: &str, email: &str, properties: Option<&Map<String, Value>>, now: i64) -> ApiResult<()> {
+        let mut tx = self.store.begin_user(sub).await?;
+        let job = tx.job().await?;
+        let queued = queue_in(&mut tx, job.as_ref(), email, properties, now).await?;
+        tx.commit().await?;
+        if queued {
+            self.outbox_wake.notify_one();
         }
-        let props = properties.map(|p| Value::Object(p.clone()).to_string()).unwrap_or_else(|| "{}".into());
-        self.store.put_job(sub, email, &props, now)?;
-        self.outbox_wake.notify_one();
         Ok(())
     }
 
@@ -397,7 +403,7 @@ impl Relay {
         }
         let idp = self.hubspot.id_property().to_string();
         if let Some(c) = read_by(idp.clone(), sub.clone()).await? {
-            self.save(sub, &c);
+            self.save(user, &c).await;
             return Ok(c);
         }
         let mut names = Map::new();
@@ -411,18 +417,18 @@ impl Relay {
             match existing.take() {
                 Some(e) if e.sub.as_deref().is_none_or(|s| s == sub) => {
                     let linked = self.hubspot.update(&e.id, json!({ idp.clone(): sub }), budget).await?;
-                    self.save(sub, &linked);
+                    self.save(user, &linked).await;
                     return Ok(linked);
                 }
                 Some(e) => {
                     // The app's email belongs to another user's contact: make this user's contact
                     // without it, and flag the conflict for an operator.
                     tracing::warn!(%sub, other = %e.id, "the app's email is held by another user's contact");
-                    let _ = self.store.set_conflict(sub, Some(desired), Some(&e.id));
+                    let _ = self.store.set_conflict(sub, Some(desired), Some(&e.id)).await;
                     let mut props = names.clone();
                     props.insert(idp.clone(), json!(sub));
                     let c = self.create_or_existing(props, budget).await?;
-                    self.save(sub, &c);
+                    self.save(user, &c).await;
                     return Ok(c);
                 }
                 None => {
@@ -431,7 +437,7 @@ impl Relay {
                     props.insert("email".into(), json!(desired));
                     match self.hubspot.create(Value::Object(props), budget).await {
                         Ok(c) => {
-                            self.save(sub, &c);
+                            self.save(user, &c).await;
                             return Ok(c);
                         }
                         Err(err) => {
@@ -439,7 +445,7 @@ impl Relay {
                             let Some(id) = err.existing_id() else { return Err(err) };
                             let found = self.hubspot.read_id(&id, budget).await?;
                             if let Some(f) = found.as_ref().filter(|f| f.sub.as_deref() == Some(sub.as_str())) {
-                                self.save(sub, f);
+                                self.save(user, f).await;
                                 return Ok(f.clone());
                             }
                             existing = found;
@@ -464,15 +470,16 @@ impl Relay {
         }
     }
 
-    fn save(&self, sub: &str, c: &Contact) {
-        if let Err(e) = self.store.save_contact(sub, &c.id, c.email.as_deref(), now_ms()) {
-            tracing::error!(%sub, error = %e, "could not cache the contact");
+    /// Caches what was read, unless the outbox wrote the contact since `user` was read.
+    async fn save(&self, user: &User, c: &Contact) {
+        if let Err(e) = self.store.save_contact_if(&user.sub, user.gen, &c.id, c.email.as_deref(), now_ms()).await {
+            tracing::error!(sub = %user.sub, error = %e, "could not cache the contact");
         }
     }
 
     async fn chat_for(&self, email: &str, user: &User, now: i64, deadline: tokio::time::Instant) -> Option<Chat> {
         let budget = Retry { attempts: 4, deadline: Some(deadline) };
-        match self.store.chat_token(email, now + 60_000) {
+        match self.store.chat_token(email, now + 60_000).await {
             Ok(Some((token, exp))) => return Some(Chat { email: email.into(), token, exp: exp / 1000 }),
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "chat token cache"),
@@ -480,7 +487,7 @@ impl Relay {
         match self.hubspot.chat_token(email, user.firstname.as_deref(), user.lastname.as_deref(), budget).await {
             Ok(token) => {
                 let exp = now + CHAT_TOKEN_REUSE_MS;
-                let _ = self.store.save_chat_token(email, &token, exp);
+                let _ = self.store.save_chat_token(email, &token, exp).await;
                 Some(Chat { email: email.into(), token, exp: exp / 1000 })
             }
             Err(e) => {
@@ -493,11 +500,11 @@ impl Relay {
 
     /// The `sendBeacon` release on page hide: the lease ends after the grace period, so the next
     /// page of the same tab can renew it and identify from its cache in the meantime.
-    pub fn release_after_grace(&self, lease_id: &str) -> ApiResult<bool> {
+    pub async fn release_after_grace(&self, lease_id: &str) -> ApiResult<bool> {
         let now = now_ms();
-        match self.store.shorten_lease(lease_id, now, now + self.config.release_grace_secs as i64 * 1000)? {
+        match self.store.shorten_lease(lease_id, now, now + self.config.release_grace_secs as i64 * 1000).await? {
             Some(sub) => {
-                self.store.wake_job(&sub, now)?;
+                self.store.wake_job(&sub, now).await?;
                 self.outbox_wake.notify_one();
                 Ok(true)
             }
@@ -506,14 +513,31 @@ impl Relay {
     }
 
     /// `DELETE /v1/leases/{id}`: releases a lease, so a waiting email change can go at once.
-    pub fn release(&self, lease_id: &str) -> ApiResult<bool> {
-        match self.store.release_lease(lease_id)? {
+    pub async fn release(&self, lease_id: &str) -> ApiResult<bool> {
+        let now = now_ms();
+        match self.store.release_lease(lease_id, now).await? {
             Some(sub) => {
-                self.store.wake_job(&sub, now_ms())?;
+                self.store.wake_job(&sub, now).await?;
                 self.outbox_wake.notify_one();
                 Ok(true)
             }
             None => Ok(false),
         }
     }
+}
+
+/// Queues the change in the user's transaction unless the same change is already queued or ended
+/// in a conflict (or was refused); answers whether it queued.
+pub(crate) async fn queue_in(tx: &mut UserTx, job: Option<&crate::store::Job>, email: &str, properties: Option<&Map<String, Value>>, now: i64) -> ApiResult<bool> {
+    if properties.is_none() {
+        if let Some(job) = job {
+            let same = job.to_email == email;
+            if same && (job.state == "pending" || job.state == "conflict" || job.state == "failed") {
+                return Ok(false);
+            }
+        }
+    }
+    let props = properties.map(|p| Value::Object(p.clone()).to_string()).unwrap_or_else(|| "{}".into());
+    tx.put_job(email, &props, now).await?;
+    Ok(true)
 }

@@ -201,7 +201,7 @@ pub async fn release(
     if !valid_lease_id(&id) {
         return Err(ApiError::BadRequest("not a leaseId this relay issues".into()));
     }
-    s.relay.release(&id)?;
+    s.relay.release(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -225,7 +225,7 @@ pub async fn release_on_hide(
     if !valid_lease_id(&id) {
         return Err(ApiError::BadRequest("not a leaseId this relay issues".into()));
     }
-    s.relay.release_after_grace(&id)?;
+    s.relay.release_after_grace(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -331,10 +331,12 @@ pub async fn put_user(
     let now = now_ms();
     // The app's own report ranks as late as any assertion signed up to the allowed skew after it,
     // so a page's assertion with a clock running ahead cannot turn it back.
-    let user = relay.store.note_app_email(&sub, &email, now + SKEW_SECS * 1000, None, None)?;
+    let user = relay.store.note_app_email(&sub, &email, now + SKEW_SECS * 1000, None, None).await?;
+    // Checked and queued in the user's transaction: relays sharing the database see one order.
+    let mut tx = relay.store.begin_user(&sub).await?;
     // The app states the user again: a contact may be made again after a privacy deletion.
-    relay.store.set_erased(&sub, None)?;
-    let job = relay.store.job(&sub)?;
+    tx.set_erased(None).await?;
+    let job = tx.job().await?;
     let stale_job = job.as_ref().is_some_and(|j| j.state == "pending" && j.to_email != email);
     let reason = if user.hubspot_email.as_deref() == Some(email.as_str()) && props.is_empty() && !stale_job {
         Some("HubSpot already has this email for the user's contact")
@@ -343,7 +345,10 @@ pub async fn put_user(
     };
     if reason.is_none() {
         // An explicit report always queues again, also after a failed or conflicting attempt.
-        relay.store.put_job(&sub, &email, &Value::Object(props.clone()).to_string(), now)?;
+        tx.put_job(&email, &Value::Object(props.clone()).to_string(), now).await?;
+    }
+    tx.commit().await?;
+    if reason.is_none() {
         relay.outbox_wake.notify_one();
     }
     Ok((StatusCode::ACCEPTED, Json(PutUserAnswer { sub, email, queued: reason.is_none(), reason: reason.map(str::to_string) })))
@@ -362,8 +367,8 @@ pub async fn get_user(State(s): State<AppState>, sub: Result<Path<String>, PathR
     admin(&s, &headers)?;
     let sub = path(sub)?;
     check_sub(&sub)?;
-    let user = s.relay.store.user(&sub)?.ok_or_else(|| ApiError::NotFound(format!("no user {sub:?} has been seen")))?;
-    let job = s.relay.store.job(&sub)?;
+    let user = s.relay.store.user(&sub).await?.ok_or_else(|| ApiError::NotFound(format!("no user {sub:?} has been seen")))?;
+    let job = s.relay.store.job(&sub).await?;
     Ok(Json(UserView {
         sub: user.sub,
         contact_id: user.contact_id,
@@ -373,21 +378,21 @@ pub async fn get_user(State(s): State<AppState>, sub: Result<Path<String>, PathR
         pending_jobs: job.iter().filter(|j| j.state == "pending").cloned().collect(),
         last_job: job,
         last_error: user.last_error,
-        erased: s.relay.store.erased(&sub)?,
+        erased: s.relay.store.erased(&sub).await?,
     }))
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Up", body = Health)))]
 pub async fn healthz(State(s): State<AppState>) -> ApiResult<Json<Health>> {
-    let depth = s.relay.store.outbox_depth()?;
+    let depth = s.relay.store.outbox_depth().await?;
     Ok(Json(Health { status: "ok".into(), outbox_depth: depth }))
 }
 
 /// Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Counters and gauges", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let depth = s.relay.store.outbox_depth()?;
-    let leases = s.relay.store.live_leases(now_ms())?;
+    let depth = s.relay.store.outbox_depth().await?;
+    let leases = s.relay.store.live_leases(now_ms()).await?;
     Ok(([("content-type", "text/plain; version=0.0.4")], s.relay.metrics.render(depth, leases)))
 }
 

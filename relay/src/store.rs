@@ -1,15 +1,42 @@
 //! Durable state: the contact cache, utk bindings, leases, the outbox, chat tokens, sync progress.
 //!
-//! [`Store`] is the seam where a server database can replace SQLite when several relays share
-//! state; [`SqliteStore`] is the default (WAL, `synchronous=NORMAL`: a committed write survives a
-//! crash of the process; the last transactions may be lost on power loss).
+//! [`Store`] is async and sits on a pool. `HSQ_DB` picks the database: a `postgres://` (or
+//! `postgresql://`) URL puts every relay on one PostgreSQL; anything else is a SQLite file, the
+//! embedded default for one relay. Both run the same embedded, versioned migrations
+//! (`relay/migrations`, applied at start by refinery) and the same SQL: the statements below are
+//! written once in the dialect both accept (`$n` parameters, `ON CONFLICT`, `RETURNING`).
+//!
+//! - SQLite: rusqlite on `spawn_blocking` (r2d2 pool; WAL, `synchronous=NORMAL`: a committed write
+//!   survives a crash of the process). Writes pass one async gate, so they queue in tokio rather
+//!   than in SQLite's sleeping busy handler; reads run in parallel.
+//! - PostgreSQL: tokio-postgres on a deadpool pool. A user's decisions run in a [`UserTx`], a
+//!   transaction holding `pg_advisory_xact_lock` on the user, so relays sharing the database
+//!   serialize them as one relay did in memory; outbox jobs are claimed with
+//!   `FOR UPDATE SKIP LOCKED` and a claim that runs out when its relay dies.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use async_trait::async_trait;
 use serde::Serialize;
-use std::path::Path;
-use std::sync::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
 
-pub type StoreResult<T> = Result<T, rusqlite::Error>;
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("SQLite pool: {0}")]
+    SqlitePool(#[from] r2d2::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL pool: {0}")]
+    PostgresPool(String),
+    #[error("migrations: {0}")]
+    Migration(#[from] refinery::Error),
+    #[error("the database task stopped: {0}")]
+    Task(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
 
 /// What the relay knows about one app user.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -30,6 +57,9 @@ pub struct User {
     pub conflict_email: Option<String>,
     pub conflict_with: Option<String>,
     pub last_error: Option<String>,
+    /// Bumped by the outbox when it claims and when it finishes a change of this user's contact.
+    #[serde(skip)]
+    pub gen: i64,
 }
 
 /// A queued email change (one row per user: a newer change replaces an unapplied one).
@@ -46,19 +76,13 @@ pub struct Job {
     pub attempts: i64,
     pub next_at: i64,
     pub last_error: Option<String>,
+    /// While a relay holds the job: until when its claim holds (ms); 0 when unclaimed.
+    #[serde(skip)]
+    pub claimed_until: i64,
+    /// The claiming relay; `applying:<relay>` once it passed the lease check and writes to HubSpot.
+    #[serde(skip)]
+    pub claimed_by: Option<String>,
 }
-
-/// What a [`Store::prune`] deleted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Pruned {
-    pub leases: usize,
-    pub utk_bindings: usize,
-}
-
-/// Leases released, or expired this long ago, are deleted by [`Store::prune`].
-pub const LEASE_KEEP_MS: i64 = 3_600_000;
-/// A utk binding not seen for this long (HubSpot's cookie lives 13 months) is deleted.
-pub const UTK_KEEP_MS: i64 = 400 * 86_400_000;
 
 /// Progress of one CSV sync, so an interrupted run resumes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,556 +94,1110 @@ pub struct SyncProgress {
     pub invalid: i64,
 }
 
-/// Where the relay keeps what must survive a restart.
-pub trait Store: Send + Sync + std::fmt::Debug {
-    fn user(&self, sub: &str) -> StoreResult<Option<User>>;
-    /// Records the contact and its HubSpot email as just read or written.
-    fn save_contact(&self, sub: &str, contact_id: &str, hubspot_email: Option<&str>, now: i64) -> StoreResult<()>;
-    /// Forgets the cached contact (it was merged away or deleted).
-    fn forget_contact(&self, sub: &str) -> StoreResult<()>;
-    /// Records the app's email for a user if `at` is newer than what is stored. Returns the user.
-    fn note_app_email(&self, sub: &str, email: &str, at: i64, first: Option<&str>, last: Option<&str>) -> StoreResult<User>;
-    fn set_conflict(&self, sub: &str, email: Option<&str>, with: Option<&str>) -> StoreResult<()>;
-    fn set_error(&self, sub: &str, error: Option<&str>) -> StoreResult<()>;
-    /// Binds `utk` to `sub`; when it is bound to another sub, leaves it and returns that sub.
-    fn bind_utk(&self, utk: &str, sub: &str, now: i64) -> StoreResult<Option<String>>;
-    fn issue_lease(&self, id: &str, sub: &str, email: &str, expires: i64) -> StoreResult<()>;
-    /// Extends a live, unreleased lease of `sub` on `email`; false when there is none.
-    fn renew_lease(&self, id: &str, sub: &str, email: &str, now: i64, expires: i64) -> StoreResult<bool>;
-    /// Releases a lease; returns its sub when it existed and was live.
-    fn release_lease(&self, id: &str) -> StoreResult<Option<String>>;
-    /// Shortens a live lease to end by `until`; returns its sub when it existed and was live.
-    fn shorten_lease(&self, id: &str, now: i64, until: i64) -> StoreResult<Option<String>>;
-    /// The latest expiry of the live leases of `sub` on any email other than `except`.
-    fn live_lease_until(&self, sub: &str, except: &str, now: i64) -> StoreResult<Option<i64>>;
-    fn live_leases(&self, now: i64) -> StoreResult<i64>;
-    /// Deletes leases released or expired more than [`LEASE_KEEP_MS`] before `now`, and utk
-    /// bindings not renewed for [`UTK_KEEP_MS`]; in batches, so others wait at most one batch.
-    fn prune(&self, now: i64) -> StoreResult<Pruned>;
-    /// Queues (or replaces the unapplied) email change of `sub`.
-    fn put_job(&self, sub: &str, to_email: &str, properties: &str, now: i64) -> StoreResult<()>;
-    fn job(&self, sub: &str) -> StoreResult<Option<Job>>;
-    fn due_jobs(&self, now: i64, limit: i64) -> StoreResult<Vec<Job>>;
-    fn next_job_at(&self) -> StoreResult<Option<i64>>;
-    /// Finishes a job if it is still at `version` (a newer change keeps it pending).
-    fn finish_job(&self, sub: &str, version: i64, state: &str, error: Option<&str>, now: i64) -> StoreResult<bool>;
-    fn retry_job(&self, sub: &str, version: i64, next_at: i64, error: &str) -> StoreResult<()>;
-    /// Puts a pending job off until `next_at` without counting an attempt (it waits for a lease).
-    fn defer_job(&self, sub: &str, version: i64, next_at: i64) -> StoreResult<()>;
-    /// Makes the user's pending job due now (a lease it waited for was released).
-    fn wake_job(&self, sub: &str, now: i64) -> StoreResult<()>;
-    fn outbox_depth(&self) -> StoreResult<i64>;
-    fn chat_token(&self, email: &str, now: i64) -> StoreResult<Option<(String, i64)>>;
-    fn save_chat_token(&self, email: &str, token: &str, exp: i64) -> StoreResult<()>;
-    fn sync_progress(&self, key: &str) -> StoreResult<SyncProgress>;
-    fn save_sync_progress(&self, key: &str, p: SyncProgress) -> StoreResult<()>;
+/// Leases released, or expired this long ago, are deleted by [`Store::prune`].
+pub const LEASE_KEEP_MS: i64 = 3_600_000;
+/// A utk binding not seen for this long (HubSpot's cookie lives 13 months) is deleted.
+pub const UTK_KEEP_MS: i64 = 400 * 86_400_000;
+/// Applied (`done`) outbox jobs are kept this long for `GET /v1/users/{sub}`.
+pub const JOB_KEEP_MS: i64 = 7 * 86_400_000;
 
-    // HubSpot-side changes (webhooks and reconciliation).
+/// How long pruned rows are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Released leases are deleted at once; expired ones this long after they ended.
+    pub leases_ms: i64,
+    /// utk bindings not seen for this long are deleted.
+    pub utk_ms: i64,
+    /// Applied (`done`) outbox jobs older than this are deleted.
+    pub jobs_ms: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { leases_ms: LEASE_KEEP_MS, utk_ms: UTK_KEEP_MS, jobs_ms: JOB_KEEP_MS }
+    }
+}
+
+/// What one prune deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub leases: u64,
+    pub utk_bindings: u64,
+    pub jobs: u64,
+    pub chat_tokens: u64,
+}
+
+/// Where the relay keeps what must survive a restart.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// `sqlite` or `postgres`.
+    fn kind(&self) -> &'static str;
+    async fn user(&self, sub: &str) -> StoreResult<Option<User>>;
+    /// Records the contact and its HubSpot email as just read or written.
+    async fn save_contact(&self, sub: &str, contact_id: &str, hubspot_email: Option<&str>, now: i64) -> StoreResult<()>;
+    /// Like `save_contact`, unless the outbox wrote the user's contact since `gen` was read: a read
+    /// made before that write must not replace it. Answers whether it saved.
+    async fn save_contact_if(&self, sub: &str, gen: i64, contact_id: &str, hubspot_email: Option<&str>, now: i64) -> StoreResult<bool>;
+    /// Records the app's email for a user if `at` is newer than what is stored. Returns the user.
+    async fn note_app_email(&self, sub: &str, email: &str, at: i64, first: Option<&str>, last: Option<&str>) -> StoreResult<User>;
+    async fn set_conflict(&self, sub: &str, email: Option<&str>, with: Option<&str>) -> StoreResult<()>;
+    async fn set_error(&self, sub: &str, error: Option<&str>) -> StoreResult<()>;
+    /// Binds `utk` to `sub`; when it is bound to another sub, leaves it and returns that sub.
+    async fn bind_utk(&self, utk: &str, sub: &str, now: i64) -> StoreResult<Option<String>>;
+    /// Releases a lease; returns its sub when it existed and was live.
+    async fn release_lease(&self, id: &str, now: i64) -> StoreResult<Option<String>>;
+    /// Shortens a live lease to end by `until`; returns its sub when it existed and was live.
+    async fn shorten_lease(&self, id: &str, now: i64, until: i64) -> StoreResult<Option<String>>;
+    async fn live_leases(&self, now: i64) -> StoreResult<i64>;
+    async fn job(&self, sub: &str) -> StoreResult<Option<Job>>;
+    /// Claims up to `limit` due, unclaimed jobs for `owner` until `until` (ms). Jobs another relay
+    /// holds are skipped, not waited for.
+    async fn claim_jobs(&self, now: i64, limit: i64, owner: &str, until: i64) -> StoreResult<Vec<Job>>;
+    /// When the next pending job is due (its claim's end, when claimed).
+    async fn next_job_at(&self) -> StoreResult<Option<i64>>;
+    /// Makes the user's pending job due now (a lease it waited for was released).
+    async fn wake_job(&self, sub: &str, now: i64) -> StoreResult<()>;
+    async fn outbox_depth(&self) -> StoreResult<i64>;
+    async fn chat_token(&self, email: &str, now: i64) -> StoreResult<Option<(String, i64)>>;
+    async fn save_chat_token(&self, email: &str, token: &str, exp: i64) -> StoreResult<()>;
+    async fn sync_progress(&self, key: &str) -> StoreResult<SyncProgress>;
+    async fn save_sync_progress(&self, key: &str, p: SyncProgress) -> StoreResult<()>;
+    /// Deletes ended leases, old utk bindings, old applied jobs and expired chat tokens, in bounded
+    /// batches.
+    async fn prune(&self, now: i64, keep: Retention) -> StoreResult<Pruned>;
+    /// Begins a transaction that holds the user's lock (on PostgreSQL an advisory lock every
+    /// relay sees; on SQLite the database's one writer). Dropped without `commit`, it rolls back.
+    async fn begin_user(&self, sub: &str) -> StoreResult<UserTx>;
+    /// Drops every claim on outbox jobs. Only for a database one relay owns (SQLite): after a
+    /// crash its own claims would otherwise hold jobs until they run out.
+    async fn clear_claims(&self) -> StoreResult<u64>;
+
+    // HubSpot-side changes (webhooks and reconciliation, see webhooks.rs). What changes a user's
+    // state is also on [`UserTx`], to run inside the user's transaction.
     /// The users linked to any of these contact ids.
-    fn users_by_contact(&self, contact_ids: &[String]) -> StoreResult<Vec<User>>;
+    async fn users_by_contact(&self, contact_ids: &[String]) -> StoreResult<Vec<User>>;
     /// Ends at once the live leases of `sub` on any email but `keep` (all of them when None).
     /// Returns how many ended.
-    fn end_leases(&self, sub: &str, keep: Option<&str>, now: i64) -> StoreResult<usize>;
-    /// Stores received webhook events `(key, JSON)`; a key seen before is ignored. Returns how
-    /// many were new.
-    fn put_webhook_events(&self, events: &[(String, String)], now: i64) -> StoreResult<usize>;
-    /// Up to `limit` stored events due for processing: `(seq, JSON, attempts)`, oldest first.
-    fn due_webhook_events(&self, now: i64, limit: i64) -> StoreResult<Vec<(i64, String, i64)>>;
+    async fn end_leases(&self, sub: &str, keep: Option<&str>, now: i64) -> StoreResult<u64>;
+    /// Stores received webhook events `(key, JSON)` in one transaction; a key seen before is
+    /// ignored. Returns how many were new.
+    async fn put_webhook_events(&self, events: &[(String, String)], now: i64) -> StoreResult<u64>;
+    /// Up to `limit` stored events due for processing: `(key, JSON, attempts)`, in the order received.
+    async fn due_webhook_events(&self, now: i64, limit: i64) -> StoreResult<Vec<(String, String, i64)>>;
     /// Marks an event processed (`next_at` None) or puts it off until `next_at`.
-    fn finish_webhook_event(&self, seq: i64, next_at: Option<i64>, error: Option<&str>) -> StoreResult<()>;
+    async fn finish_webhook_event(&self, key: &str, next_at: Option<i64>, error: Option<&str>) -> StoreResult<()>;
     /// Users with a contact and a live lease whose contact was last read before `older_than`.
-    fn reconcile_due(&self, now: i64, older_than: i64, limit: i64) -> StoreResult<Vec<User>>;
+    async fn reconcile_due(&self, now: i64, older_than: i64, limit: i64) -> StoreResult<Vec<User>>;
     /// Marks (or clears) a user whose contact HubSpot deleted for privacy: no contact is made again.
-    fn set_erased(&self, sub: &str, at: Option<i64>) -> StoreResult<()>;
-    fn erased(&self, sub: &str) -> StoreResult<bool>;
+    async fn set_erased(&self, sub: &str, at: Option<i64>) -> StoreResult<()>;
+    async fn erased(&self, sub: &str) -> StoreResult<bool>;
     /// Remembers that `sub` was linked to `contact_id` when HubSpot deleted that contact, so a
     /// later event about it (a privacy deletion after the deletion) still finds the user.
-    fn note_dropped_link(&self, contact_id: &str, sub: &str, at: i64) -> StoreResult<()>;
-    fn dropped_link(&self, contact_id: &str) -> StoreResult<Option<String>>;
+    async fn note_dropped_link(&self, contact_id: &str, sub: &str, at: i64) -> StoreResult<()>;
+    async fn dropped_link(&self, contact_id: &str) -> StoreResult<Option<String>>;
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS users (
-    sub TEXT PRIMARY KEY,
-    contact_id TEXT,
-    hubspot_email TEXT,
-    fetched_at INTEGER,
-    app_email TEXT,
-    app_email_at INTEGER,
-    firstname TEXT,
-    lastname TEXT,
-    conflict_email TEXT,
-    conflict_with TEXT,
-    last_error TEXT
-);
-CREATE TABLE IF NOT EXISTS utk_bindings (utk TEXT PRIMARY KEY, sub TEXT NOT NULL, at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS leases (
-    id TEXT PRIMARY KEY,
-    sub TEXT NOT NULL,
-    email TEXT NOT NULL,
-    expires_at INTEGER NOT NULL,
-    released INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS leases_by_sub ON leases(sub, expires_at);
-CREATE INDEX IF NOT EXISTS leases_live ON leases(released, expires_at);
-CREATE INDEX IF NOT EXISTS utk_bindings_at ON utk_bindings(at);
-CREATE TABLE IF NOT EXISTS outbox (
-    sub TEXT PRIMARY KEY,
-    to_email TEXT NOT NULL,
-    properties TEXT NOT NULL DEFAULT '{}',
-    version INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_at INTEGER NOT NULL,
-    last_error TEXT,
-    updated_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_at);
-CREATE TABLE IF NOT EXISTS chat_tokens (email TEXT PRIMARY KEY, token TEXT NOT NULL, exp INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS sync_progress (
-    key TEXT PRIMARY KEY, line INTEGER NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL,
-    conflicts INTEGER NOT NULL, invalid INTEGER NOT NULL
-);
-PRAGMA user_version = 1;
-";
-
-/// Tables for HubSpot-side changes, applied after [`SCHEMA`] (idempotent).
-const HUBSPOT_CHANGES_SCHEMA: &str = "
-CREATE INDEX IF NOT EXISTS users_by_contact ON users(contact_id);
-CREATE TABLE IF NOT EXISTS webhook_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL UNIQUE,
-    body TEXT NOT NULL,
-    received_at INTEGER NOT NULL,
-    next_at INTEGER,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS webhook_events_due ON webhook_events(next_at);
-CREATE TABLE IF NOT EXISTS erased_users (sub TEXT PRIMARY KEY, at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS dropped_links (contact_id TEXT PRIMARY KEY, sub TEXT NOT NULL, at INTEGER NOT NULL);
-";
-
-/// The SQLite store.
-#[derive(Debug)]
-pub struct SqliteStore {
-    conn: Mutex<Connection>,
+/// Opens the store `HSQ_DB` names and applies the migrations.
+pub async fn open(db: &str, pool_size: usize) -> StoreResult<Arc<dyn Store>> {
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        Ok(Arc::new(SqlStore::postgres(db, pool_size).await?))
+    } else {
+        Ok(Arc::new(SqlStore::sqlite(std::path::Path::new(db), pool_size).await?))
+    }
 }
 
-fn user_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
-    Ok(User {
-        sub: row.get(0)?,
-        contact_id: row.get(1)?,
-        hubspot_email: row.get(2)?,
-        fetched_at: row.get(3)?,
-        app_email: row.get(4)?,
-        app_email_at: row.get(5)?,
-        firstname: row.get(6)?,
-        lastname: row.get(7)?,
-        conflict_email: row.get(8)?,
-        conflict_with: row.get(9)?,
-        last_error: row.get(10)?,
-    })
+/// `HSQ_DB` for messages: a PostgreSQL URL without its user and password.
+pub fn describe(db: &str) -> String {
+    match db.split_once("://") {
+        Some((scheme, rest)) if scheme.starts_with("postgres") => {
+            format!("{scheme}://{}", rest.rsplit_once('@').map_or(rest, |(_, host)| host))
+        }
+        _ => db.to_string(),
+    }
 }
 
-fn job_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
-    Ok(Job {
-        sub: row.get(0)?,
-        to_email: row.get(1)?,
-        properties: row.get(2)?,
-        version: row.get(3)?,
-        state: row.get(4)?,
-        attempts: row.get(5)?,
-        next_at: row.get(6)?,
-        last_error: row.get(7)?,
-    })
+/// A parameter or column value: the relay only stores integers and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Val {
+    Null,
+    Int(i64),
+    Text(String),
 }
 
-const USER_COLS: &str = "sub, contact_id, hubspot_email, fetched_at, app_email, app_email_at, firstname, lastname, conflict_email, conflict_with, last_error";
-const JOB_COLS: &str = "sub, to_email, properties, version, state, attempts, next_at, last_error";
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Val::Int(v)
+    }
+}
+impl From<&str> for Val {
+    fn from(v: &str) -> Self {
+        Val::Text(v.to_string())
+    }
+}
+impl From<&String> for Val {
+    fn from(v: &String) -> Self {
+        Val::Text(v.clone())
+    }
+}
+impl From<Option<&str>> for Val {
+    fn from(v: Option<&str>) -> Self {
+        v.map_or(Val::Null, Val::from)
+    }
+}
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and applies the schema.
-    pub fn open(path: &Path) -> StoreResult<Self> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "busy_timeout", 5000)?;
-        conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(HUBSPOT_CHANGES_SCHEMA)?;
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+impl From<Option<i64>> for Val {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Val::Null, Val::Int)
+    }
+}
+
+impl Val {
+    fn int(&self) -> Option<i64> {
+        match self {
+            Val::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+    fn text(&self) -> Option<String> {
+        match self {
+            Val::Text(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl rusqlite::ToSql for Val {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self {
+            Val::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Val::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Val::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+impl tokio_postgres::types::ToSql for Val {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use tokio_postgres::types::{IsNull, Type};
+        match self {
+            Val::Null => Ok(IsNull::Yes),
+            Val::Int(i) if *ty == Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+            Val::Int(i) => i.to_sql(ty, out),
+            Val::Text(s) => s.to_sql(ty, out),
+        }
+    }
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+    tokio_postgres::types::to_sql_checked!();
+}
+
+type Row = Vec<Val>;
+
+/// One connection (or transaction) that runs the relay's statements.
+#[async_trait]
+trait Conn: Send {
+    async fn exec(&mut self, sql: &'static str, params: Vec<Val>) -> StoreResult<u64>;
+    async fn query(&mut self, sql: &'static str, params: Vec<Val>) -> StoreResult<Vec<Row>>;
+    /// Whether a transaction is open: dropped so, the connection rolls it back.
+    fn set_in_tx(&mut self, on: bool);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite
+
+type SqlitePool = r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>;
+type SqlitePooled = r2d2::PooledConnection<r2d2_sqlite::SqliteConnectionManager>;
+
+/// A pooled SQLite connection used from async code: each call runs on `spawn_blocking`.
+struct SqliteConn {
+    conn: Option<SqlitePooled>,
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+    in_tx: bool,
+}
+
+impl SqliteConn {
+    async fn run<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let conn = self.conn.take().ok_or_else(|| StoreError::Task("the connection was lost".into()))?;
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let r = f(&conn);
+            (conn, r)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?;
+        self.conn = Some(conn);
+        Ok(result?)
+    }
+}
+
+/// SQLite names `$1` by its text; `?1` is the same parameter by number, so the order of first use
+/// in the statement does not matter.
+fn sqlite_sql(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+#[async_trait]
+impl Conn for SqliteConn {
+    fn set_in_tx(&mut self, on: bool) {
+        self.in_tx = on;
+    }
+    async fn exec(&mut self, sql: &'static str, params: Vec<Val>) -> StoreResult<u64> {
+        self.run(move |c| Ok(c.prepare_cached(&sqlite_sql(sql))?.execute(rusqlite::params_from_iter(params))? as u64)).await
+    }
+    async fn query(&mut self, sql: &'static str, params: Vec<Val>) -> StoreResult<Vec<Row>> {
+        self.run(move |c| {
+            let mut st = c.prepare_cached(&sqlite_sql(sql))?;
+            let n = st.column_count();
+            let mut rows = st.query(rusqlite::params_from_iter(params))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                let mut row = Vec::with_capacity(n);
+                for i in 0..n {
+                    row.push(match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Integer(v) => Val::Int(v),
+                        rusqlite::types::ValueRef::Real(v) => Val::Int(v as i64),
+                        rusqlite::types::ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
+                        _ => Val::Null,
+                    });
+                }
+                out.push(row);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl Drop for SqliteConn {
+    fn drop(&mut self) {
+        // A transaction dropped half-way (its request was cancelled): roll it back before the
+        // connection goes back to the pool.
+        if self.in_tx {
+            if let Some(c) = self.conn.take() {
+                let _ = tokio::task::spawn_blocking(move || {
+                    let _ = c.execute_batch("ROLLBACK");
+                });
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+
+struct PgConn {
+    conn: Option<deadpool_postgres::Object>,
+    in_tx: bool,
+}
+
+fn pool_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::PostgresPool(e.to_string())
+}
+
+fn pg_row(r: &tokio_postgres::Row) -> StoreResult<Row> {
+    use tokio_postgres::types::Type;
+    let mut row = Vec::with_capacity(r.len());
+    for (i, c) in r.columns().iter().enumerate() {
+        let t = c.type_();
+        row.push(if *t == Type::INT8 {
+            r.try_get::<_, Option<i64>>(i)?.map_or(Val::Null, Val::Int)
+        } else if *t == Type::INT4 {
+            r.try_get::<_, Option<i32>>(i)?.map_or(Val::Null, |v| Val::Int(v as i64))
+        } else if *t == Type::BOOL {
+            r.try_get::<_, Option<bool>>(i)?.map_or(Val::Null, |v| Val::Int(v as i64))
+        } else {
+            r.try_get::<_, Option<String>>(i)?.map_or(Val::Null, Val::Text)
+        });
+    }
+    Ok(row)
+}
+
+impl PgConn {
+    fn client(&self) -> StoreResult<&deadpool_postgres::Object> {
+        self.conn.as_ref().ok_or_else(|| StoreError::Task("the connection was lost".into()))
+    }
+}
+
+#[async_trait]
+impl Conn for PgConn {
+    fn set_in_tx(&mut self, on: bool) {
+        self.in_tx = on;
+    }
+    async fn exec(&mut self, sql: &'static str, params: Vec<Val>) -> StoreResult<u64> {
+        let c = self.client()?;
+        let st = c.prepare_cached(sql).await?;
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        Ok(c.execute(&st, &refs).await?)
+    }
+    async fn query(&mut self, sql: &'static str, params: Vec<Val>) -> StoreResult<Vec<Row>> {
+        let c = self.client()?;
+        let st = c.prepare_cached(sql).await?;
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        c.query(&st, &refs).await?.iter().map(pg_row).collect()
+    }
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        // A transaction dropped half-way: close the connection instead of pooling it; PostgreSQL
+        // rolls back and frees the advisory lock.
+        if self.in_tx {
+            if let Some(c) = self.conn.take() {
+                let _ = deadpool_postgres::Object::take(c);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store
+
+enum Backend {
+    Sqlite { pool: SqlitePool, gate: Arc<tokio::sync::Mutex<()>> },
+    Postgres { pool: deadpool_postgres::Pool },
+}
+
+/// The store on SQLite or PostgreSQL.
+pub struct SqlStore {
+    backend: Backend,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore").field("kind", &self.kind()).finish()
+    }
+}
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Any migration runs under this advisory lock, so relays starting together apply it once.
+const MIGRATION_LOCK: i64 = 0x6873_715f_6d69_6772; // "hsq_migr"
+
+impl SqlStore {
+    /// Opens (creating if needed) the SQLite file at `path` and applies the migrations.
+    pub async fn sqlite(path: &std::path::Path, pool_size: usize) -> StoreResult<Self> {
+        let manager = r2d2_sqlite::SqliteConnectionManager::file(path).with_init(|c| {
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c.pragma_update(None, "synchronous", "NORMAL")?;
+            c.pragma_update(None, "busy_timeout", 5000)?;
+            c.set_prepared_statement_cache_capacity(64);
+            Ok(())
+        });
+        // `:memory:` is one database per connection: keep to one.
+        let size = if path.as_os_str() == ":memory:" { 1 } else { pool_size.max(1) as u32 };
+        let pool = tokio::task::spawn_blocking(move || -> StoreResult<SqlitePool> {
+            let pool = r2d2::Pool::builder().max_size(size).test_on_check_out(false).build(manager)?;
+            let mut c = pool.get()?;
+            embedded::migrations::runner().run(&mut *c)?;
+            Ok(pool)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))??;
+        Ok(SqlStore { backend: Backend::Sqlite { pool, gate: Arc::new(tokio::sync::Mutex::new(())) } })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        f(&conn)
+    /// Connects to PostgreSQL at `url` and applies the migrations (once, under an advisory lock).
+    pub async fn postgres(url: &str, pool_size: usize) -> StoreResult<Self> {
+        let pg: tokio_postgres::Config = url.parse()?;
+        let manager = deadpool_postgres::Manager::from_config(
+            pg,
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig { recycling_method: deadpool_postgres::RecyclingMethod::Fast },
+        );
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(pool_size.max(2))
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(pool_err)?;
+        let mut c = pool.get().await.map_err(pool_err)?;
+        c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
+        let ran = embedded::migrations::runner().run_async(&mut **c).await;
+        c.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
+        ran?;
+        Ok(SqlStore { backend: Backend::Postgres { pool } })
     }
 
-    fn ensure_user(conn: &Connection, sub: &str) -> StoreResult<()> {
-        conn.execute("INSERT OR IGNORE INTO users (sub) VALUES (?1)", [sub])?;
+    fn is_pg(&self) -> bool {
+        matches!(self.backend, Backend::Postgres { .. })
+    }
+
+    async fn conn(&self, write: bool) -> StoreResult<Box<dyn Conn>> {
+        match &self.backend {
+            Backend::Sqlite { pool, gate } => {
+                let gate = if write { Some(gate.clone().lock_owned().await) } else { None };
+                let pool = pool.clone();
+                let conn = tokio::task::spawn_blocking(move || pool.get()).await.map_err(|e| StoreError::Task(e.to_string()))??;
+                Ok(Box::new(SqliteConn { conn: Some(conn), _gate: gate, in_tx: false }))
+            }
+            Backend::Postgres { pool } => Ok(Box::new(PgConn { conn: Some(pool.get().await.map_err(pool_err)?), in_tx: false })),
+        }
+    }
+
+    async fn read(&self) -> StoreResult<Box<dyn Conn>> {
+        self.conn(false).await
+    }
+    async fn write(&self) -> StoreResult<Box<dyn Conn>> {
+        self.conn(true).await
+    }
+}
+
+const USER_COLS: &str = "sub, contact_id, hubspot_email, fetched_at, app_email, app_email_at, firstname, lastname, conflict_email, conflict_with, last_error, gen";
+
+fn user_from(r: &Row) -> User {
+    User {
+        sub: r[0].text().unwrap_or_default(),
+        contact_id: r[1].text(),
+        hubspot_email: r[2].text(),
+        fetched_at: r[3].int(),
+        app_email: r[4].text(),
+        app_email_at: r[5].int(),
+        firstname: r[6].text(),
+        lastname: r[7].text(),
+        conflict_email: r[8].text(),
+        conflict_with: r[9].text(),
+        last_error: r[10].text(),
+        gen: r[11].int().unwrap_or(0),
+    }
+}
+
+fn job_from(r: &Row) -> Job {
+    Job {
+        sub: r[0].text().unwrap_or_default(),
+        to_email: r[1].text().unwrap_or_default(),
+        properties: r[2].text().unwrap_or_else(|| "{}".into()),
+        version: r[3].int().unwrap_or(0),
+        state: r[4].text().unwrap_or_default(),
+        attempts: r[5].int().unwrap_or(0),
+        next_at: r[6].int().unwrap_or(0),
+        last_error: r[7].text(),
+        claimed_until: r[8].int().unwrap_or(0),
+        claimed_by: r[9].text(),
+    }
+}
+
+fn one_int(rows: &[Row]) -> Option<i64> {
+    rows.first().and_then(|r| r.first()).and_then(Val::int)
+}
+
+/// The statements, each written once for both databases.
+mod q {
+    use super::*;
+
+    pub async fn user(c: &mut dyn Conn, sub: &str) -> StoreResult<Option<User>> {
+        const SQL: &str = "SELECT sub, contact_id, hubspot_email, fetched_at, app_email, app_email_at, firstname, lastname, conflict_email, conflict_with, last_error, gen FROM users WHERE sub = $1";
+        debug_assert!(SQL.contains(USER_COLS));
+        Ok(c.query(SQL, vec![sub.into()]).await?.first().map(user_from))
+    }
+
+    pub async fn save_contact(c: &mut dyn Conn, sub: &str, id: &str, email: Option<&str>, now: i64, bump: bool) -> StoreResult<()> {
+        c.exec(
+            "INSERT INTO users (sub, contact_id, hubspot_email, fetched_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (sub) DO UPDATE SET contact_id = excluded.contact_id, hubspot_email = excluded.hubspot_email,
+               fetched_at = excluded.fetched_at, gen = users.gen + $5",
+            vec![sub.into(), id.into(), email.into(), now.into(), (bump as i64).into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn forget_contact(c: &mut dyn Conn, sub: &str) -> StoreResult<()> {
+        c.exec("UPDATE users SET contact_id = NULL, hubspot_email = NULL, fetched_at = NULL, gen = gen + 1 WHERE sub = $1", vec![sub.into()])
+            .await?;
+        Ok(())
+    }
+
+    pub async fn bump_gen(c: &mut dyn Conn, sub: &str) -> StoreResult<()> {
+        c.exec("UPDATE users SET gen = gen + 1 WHERE sub = $1", vec![sub.into()]).await?;
+        Ok(())
+    }
+
+    pub async fn set_conflict(c: &mut dyn Conn, sub: &str, email: Option<&str>, with: Option<&str>) -> StoreResult<()> {
+        c.exec(
+            "INSERT INTO users (sub, conflict_email, conflict_with) VALUES ($1, $2, $3)
+             ON CONFLICT (sub) DO UPDATE SET conflict_email = excluded.conflict_email, conflict_with = excluded.conflict_with",
+            vec![sub.into(), email.into(), with.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_error(c: &mut dyn Conn, sub: &str, error: Option<&str>) -> StoreResult<()> {
+        c.exec(
+            "INSERT INTO users (sub, last_error) VALUES ($1, $2) ON CONFLICT (sub) DO UPDATE SET last_error = excluded.last_error",
+            vec![sub.into(), error.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn live_lease_until(c: &mut dyn Conn, sub: &str, except: &str, now: i64) -> StoreResult<Option<i64>> {
+        let rows = c
+            .query(
+                "SELECT MAX(expires_at) FROM leases WHERE sub = $1 AND email <> $2 AND released = 0 AND expires_at > $3",
+                vec![sub.into(), except.into(), now.into()],
+            )
+            .await?;
+        Ok(one_int(&rows))
+    }
+
+    pub async fn issue_lease(c: &mut dyn Conn, id: &str, sub: &str, email: &str, expires: i64) -> StoreResult<()> {
+        c.exec("INSERT INTO leases (id, sub, email, expires_at) VALUES ($1, $2, $3, $4)", vec![id.into(), sub.into(), email.into(), expires.into()])
+            .await?;
+        Ok(())
+    }
+
+    pub async fn renew_lease(c: &mut dyn Conn, id: &str, sub: &str, email: &str, now: i64, expires: i64) -> StoreResult<bool> {
+        let n = c
+            .exec(
+                "UPDATE leases SET expires_at = $5 WHERE id = $1 AND sub = $2 AND email = $3 AND released = 0 AND expires_at > $4",
+                vec![id.into(), sub.into(), email.into(), now.into(), expires.into()],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn job(c: &mut dyn Conn, sub: &str) -> StoreResult<Option<Job>> {
+        Ok(c.query(
+            "SELECT sub, to_email, properties, version, state, attempts, next_at, last_error, claimed_until, claimed_by FROM outbox WHERE sub = $1",
+            vec![sub.into()],
+        )
+        .await?
+        .first()
+        .map(job_from))
+    }
+
+    pub async fn put_job(c: &mut dyn Conn, sub: &str, to_email: &str, properties: &str, now: i64) -> StoreResult<()> {
+        // A newer change replaces the queued one under a new version; a claim on the old version
+        // stays, so the relay applying it cannot finish the new one by mistake.
+        c.exec(
+            "INSERT INTO outbox (sub, to_email, properties, version, state, attempts, next_at, updated_at)
+             VALUES ($1, $2, $3, 1, 'pending', 0, $4, $4)
+             ON CONFLICT (sub) DO UPDATE SET
+               to_email = excluded.to_email, properties = excluded.properties, version = outbox.version + 1,
+               state = 'pending', attempts = 0, next_at = excluded.next_at, last_error = NULL, updated_at = excluded.updated_at",
+            vec![sub.into(), to_email.into(), properties.into(), now.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn finish_job(c: &mut dyn Conn, sub: &str, version: i64, state: &str, error: Option<&str>, now: i64) -> StoreResult<bool> {
+        let n = c
+            .exec(
+                "UPDATE outbox SET state = $3, last_error = $4, updated_at = $5, claimed_until = 0, claimed_by = NULL WHERE sub = $1 AND version = $2",
+                vec![sub.into(), version.into(), state.into(), error.into(), now.into()],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn retry_job(c: &mut dyn Conn, sub: &str, version: i64, next_at: i64, error: &str) -> StoreResult<()> {
+        c.exec(
+            "UPDATE outbox SET attempts = attempts + 1, next_at = $3, last_error = $4, claimed_until = 0, claimed_by = NULL
+             WHERE sub = $1 AND version = $2 AND state = 'pending'",
+            vec![sub.into(), version.into(), next_at.into(), error.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn defer_job(c: &mut dyn Conn, sub: &str, version: i64, next_at: i64) -> StoreResult<()> {
+        c.exec(
+            "UPDATE outbox SET next_at = $3, claimed_until = 0, claimed_by = NULL WHERE sub = $1 AND version = $2 AND state = 'pending'",
+            vec![sub.into(), version.into(), next_at.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Marks the claimed job as being written to HubSpot (identify answers `pending` meanwhile).
+    pub async fn mark_applying(c: &mut dyn Conn, sub: &str, version: i64, marker: &str) -> StoreResult<bool> {
+        let n = c
+            .exec("UPDATE outbox SET claimed_by = $3 WHERE sub = $1 AND version = $2 AND state = 'pending'", vec![sub.into(), version.into(), marker.into()])
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Drops the cached HubSpot read (not the contact id), so the next ticket reads HubSpot again.
+    pub async fn invalidate_contact(c: &mut dyn Conn, sub: &str) -> StoreResult<()> {
+        c.exec("UPDATE users SET fetched_at = NULL WHERE sub = $1", vec![sub.into()]).await?;
+        Ok(())
+    }
+
+    // `CAST($n AS …) IS NULL`: PostgreSQL cannot type a parameter from `$n IS NULL` alone.
+    pub async fn end_leases(c: &mut dyn Conn, sub: &str, keep: Option<&str>, now: i64) -> StoreResult<u64> {
+        c.exec(
+            "UPDATE leases SET released = 1 WHERE sub = $1 AND released = 0 AND expires_at > $3 AND (CAST($2 AS TEXT) IS NULL OR email <> $2)",
+            vec![sub.into(), keep.into(), now.into()],
+        )
+        .await
+    }
+
+    pub async fn set_erased(c: &mut dyn Conn, sub: &str, at: Option<i64>) -> StoreResult<()> {
+        match at {
+            Some(at) => {
+                c.exec(
+                    "INSERT INTO erased_users (sub, at) VALUES ($1, $2) ON CONFLICT (sub) DO UPDATE SET at = excluded.at",
+                    vec![sub.into(), at.into()],
+                )
+                .await?
+            }
+            None => c.exec("DELETE FROM erased_users WHERE sub = $1", vec![sub.into()]).await?,
+        };
+        Ok(())
+    }
+
+    pub async fn erased(c: &mut dyn Conn, sub: &str) -> StoreResult<bool> {
+        Ok(!c.query("SELECT 1 FROM erased_users WHERE sub = $1", vec![sub.into()]).await?.is_empty())
+    }
+
+    pub async fn note_dropped_link(c: &mut dyn Conn, contact_id: &str, sub: &str, at: i64) -> StoreResult<()> {
+        c.exec(
+            "INSERT INTO dropped_links (contact_id, sub, at) VALUES ($1, $2, $3)
+             ON CONFLICT (contact_id) DO UPDATE SET sub = excluded.sub, at = excluded.at",
+            vec![contact_id.into(), sub.into(), at.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Drops this relay's claim on the user's job without touching its schedule.
+    pub async fn unclaim_job(c: &mut dyn Conn, sub: &str, owner: &str) -> StoreResult<()> {
+        c.exec("UPDATE outbox SET claimed_until = 0, claimed_by = NULL WHERE sub = $1 AND claimed_by = $2", vec![sub.into(), owner.into()])
+            .await?;
         Ok(())
     }
 }
 
-impl Store for SqliteStore {
-    fn user(&self, sub: &str) -> StoreResult<Option<User>> {
-        self.with(|c| {
-            c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE sub = ?1"))?.query_row([sub], user_from).optional()
-        })
+/// A transaction holding one user's lock (see [`Store::begin_user`]).
+pub struct UserTx {
+    conn: Box<dyn Conn>,
+    sub: String,
+}
+
+impl std::fmt::Debug for UserTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserTx").field("sub", &self.sub).finish()
+    }
+}
+
+impl UserTx {
+    pub async fn user(&mut self) -> StoreResult<Option<User>> {
+        q::user(&mut *self.conn, &self.sub).await
+    }
+    pub async fn job(&mut self) -> StoreResult<Option<Job>> {
+        q::job(&mut *self.conn, &self.sub).await
+    }
+    pub async fn save_contact(&mut self, contact_id: &str, email: Option<&str>, now: i64, bump_gen: bool) -> StoreResult<()> {
+        q::save_contact(&mut *self.conn, &self.sub, contact_id, email, now, bump_gen).await
+    }
+    pub async fn forget_contact(&mut self) -> StoreResult<()> {
+        q::forget_contact(&mut *self.conn, &self.sub).await
+    }
+    pub async fn bump_gen(&mut self) -> StoreResult<()> {
+        q::bump_gen(&mut *self.conn, &self.sub).await
+    }
+    pub async fn set_conflict(&mut self, email: Option<&str>, with: Option<&str>) -> StoreResult<()> {
+        q::set_conflict(&mut *self.conn, &self.sub, email, with).await
+    }
+    pub async fn set_error(&mut self, error: Option<&str>) -> StoreResult<()> {
+        q::set_error(&mut *self.conn, &self.sub, error).await
+    }
+    /// The latest expiry of the user's live leases on any email other than `except`.
+    pub async fn live_lease_until(&mut self, except: &str, now: i64) -> StoreResult<Option<i64>> {
+        q::live_lease_until(&mut *self.conn, &self.sub, except, now).await
+    }
+    pub async fn issue_lease(&mut self, id: &str, email: &str, expires: i64) -> StoreResult<()> {
+        q::issue_lease(&mut *self.conn, id, &self.sub, email, expires).await
+    }
+    /// Extends a live, unreleased lease of the user on `email`; false when there is none.
+    pub async fn renew_lease(&mut self, id: &str, email: &str, now: i64, expires: i64) -> StoreResult<bool> {
+        q::renew_lease(&mut *self.conn, id, &self.sub, email, now, expires).await
+    }
+    /// Queues (or replaces the unapplied) email change of the user.
+    pub async fn put_job(&mut self, to_email: &str, properties: &str, now: i64) -> StoreResult<()> {
+        q::put_job(&mut *self.conn, &self.sub, to_email, properties, now).await
+    }
+    /// Finishes the job if it is still at `version` (a newer change keeps it pending).
+    pub async fn finish_job(&mut self, version: i64, state: &str, error: Option<&str>, now: i64) -> StoreResult<bool> {
+        q::finish_job(&mut *self.conn, &self.sub, version, state, error, now).await
+    }
+    pub async fn retry_job(&mut self, version: i64, next_at: i64, error: &str) -> StoreResult<()> {
+        q::retry_job(&mut *self.conn, &self.sub, version, next_at, error).await
+    }
+    /// Puts a pending job off until `next_at` without counting an attempt (it waits for a lease).
+    pub async fn defer_job(&mut self, version: i64, next_at: i64) -> StoreResult<()> {
+        q::defer_job(&mut *self.conn, &self.sub, version, next_at).await
+    }
+    pub async fn mark_applying(&mut self, version: i64, marker: &str) -> StoreResult<bool> {
+        q::mark_applying(&mut *self.conn, &self.sub, version, marker).await
+    }
+    pub async fn invalidate_contact(&mut self) -> StoreResult<()> {
+        q::invalidate_contact(&mut *self.conn, &self.sub).await
+    }
+    pub async fn unclaim_job(&mut self, owner: &str) -> StoreResult<()> {
+        q::unclaim_job(&mut *self.conn, &self.sub, owner).await
+    }
+    /// Ends the user's live leases on any email but `keep` (all when None); how many ended.
+    pub async fn end_leases(&mut self, keep: Option<&str>, now: i64) -> StoreResult<u64> {
+        q::end_leases(&mut *self.conn, &self.sub, keep, now).await
+    }
+    pub async fn set_erased(&mut self, at: Option<i64>) -> StoreResult<()> {
+        q::set_erased(&mut *self.conn, &self.sub, at).await
+    }
+    pub async fn erased(&mut self) -> StoreResult<bool> {
+        q::erased(&mut *self.conn, &self.sub).await
+    }
+    pub async fn note_dropped_link(&mut self, contact_id: &str, at: i64) -> StoreResult<()> {
+        q::note_dropped_link(&mut *self.conn, contact_id, &self.sub, at).await
+    }
+    pub async fn commit(mut self) -> StoreResult<()> {
+        self.conn.exec("COMMIT", vec![]).await?;
+        self.conn.set_in_tx(false);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn kind(&self) -> &'static str {
+        if self.is_pg() { "postgres" } else { "sqlite" }
     }
 
-    fn save_contact(&self, sub: &str, contact_id: &str, hubspot_email: Option<&str>, now: i64) -> StoreResult<()> {
-        self.with(|c| {
-            Self::ensure_user(c, sub)?;
-            c.prepare_cached("UPDATE users SET contact_id = ?2, hubspot_email = ?3, fetched_at = ?4 WHERE sub = ?1")?
-                .execute(params![sub, contact_id, hubspot_email, now])?;
-            Ok(())
-        })
+    async fn user(&self, sub: &str) -> StoreResult<Option<User>> {
+        q::user(&mut *self.read().await?, sub).await
     }
 
-    fn forget_contact(&self, sub: &str) -> StoreResult<()> {
-        self.with(|c| {
-            c.execute("UPDATE users SET contact_id = NULL, hubspot_email = NULL, fetched_at = NULL WHERE sub = ?1", [sub])?;
-            Ok(())
-        })
+    async fn save_contact(&self, sub: &str, contact_id: &str, hubspot_email: Option<&str>, now: i64) -> StoreResult<()> {
+        q::save_contact(&mut *self.write().await?, sub, contact_id, hubspot_email, now, false).await
     }
 
-    fn note_app_email(&self, sub: &str, email: &str, at: i64, first: Option<&str>, last: Option<&str>) -> StoreResult<User> {
-        self.with(|c| {
-            Self::ensure_user(c, sub)?;
-            // Only a newer statement of the app's email replaces the stored one: a stale page's
-            // assertion must never turn a changed email back.
-            c.prepare_cached(
-                "UPDATE users SET app_email = ?2, app_email_at = ?3 WHERE sub = ?1 AND (app_email_at IS NULL OR app_email_at < ?3)",
-            )?
-            .execute(params![sub, email, at])?;
-            c.prepare_cached(
-                "UPDATE users SET firstname = COALESCE(?2, firstname), lastname = COALESCE(?3, lastname) WHERE sub = ?1",
-            )?
-            .execute(params![sub, first, last])?;
-            c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE sub = ?1"))?.query_row([sub], user_from)
-        })
-    }
-
-    fn set_conflict(&self, sub: &str, email: Option<&str>, with: Option<&str>) -> StoreResult<()> {
-        self.with(|c| {
-            Self::ensure_user(c, sub)?;
-            c.execute("UPDATE users SET conflict_email = ?2, conflict_with = ?3 WHERE sub = ?1", params![sub, email, with])?;
-            Ok(())
-        })
-    }
-
-    fn set_error(&self, sub: &str, error: Option<&str>) -> StoreResult<()> {
-        self.with(|c| {
-            Self::ensure_user(c, sub)?;
-            c.prepare_cached("UPDATE users SET last_error = ?2 WHERE sub = ?1")?.execute(params![sub, error])?;
-            Ok(())
-        })
-    }
-
-    fn bind_utk(&self, utk: &str, sub: &str, now: i64) -> StoreResult<Option<String>> {
-        self.with(|c| {
-            let other: Option<String> =
-                c.prepare_cached("SELECT sub FROM utk_bindings WHERE utk = ?1")?.query_row([utk], |r| r.get(0)).optional()?;
-            match other {
-                Some(o) if o != sub => Ok(Some(o)),
-                _ => {
-                    c.prepare_cached("INSERT OR REPLACE INTO utk_bindings (utk, sub, at) VALUES (?1, ?2, ?3)")?
-                        .execute(params![utk, sub, now])?;
-                    Ok(None)
-                }
-            }
-        })
-    }
-
-    fn issue_lease(&self, id: &str, sub: &str, email: &str, expires: i64) -> StoreResult<()> {
-        self.with(|c| {
-            c.prepare_cached("INSERT INTO leases (id, sub, email, expires_at) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![id, sub, email, expires])?;
-            Ok(())
-        })
-    }
-
-    fn renew_lease(&self, id: &str, sub: &str, email: &str, now: i64, expires: i64) -> StoreResult<bool> {
-        self.with(|c| {
-            let n = c
-                .prepare_cached(
-                    "UPDATE leases SET expires_at = ?5 WHERE id = ?1 AND sub = ?2 AND email = ?3 AND released = 0 AND expires_at > ?4",
-                )?
-                .execute(params![id, sub, email, now, expires])?;
-            Ok(n == 1)
-        })
-    }
-
-    fn release_lease(&self, id: &str) -> StoreResult<Option<String>> {
-        self.with(|c| {
-            let sub: Option<String> = c
-                .prepare_cached("UPDATE leases SET released = 1 WHERE id = ?1 AND released = 0 RETURNING sub")?
-                .query_row([id], |r| r.get(0))
-                .optional()?;
-            Ok(sub)
-        })
-    }
-
-    fn shorten_lease(&self, id: &str, now: i64, until: i64) -> StoreResult<Option<String>> {
-        self.with(|c| {
-            c.prepare_cached(
-                "UPDATE leases SET expires_at = MIN(expires_at, ?3) WHERE id = ?1 AND released = 0 AND expires_at > ?2 RETURNING sub",
-            )?
-            .query_row(params![id, now, until], |r| r.get(0))
-            .optional()
-        })
-    }
-
-    fn live_lease_until(&self, sub: &str, except: &str, now: i64) -> StoreResult<Option<i64>> {
-        self.with(|c| {
-            c.prepare_cached("SELECT MAX(expires_at) FROM leases WHERE sub = ?1 AND email != ?2 AND released = 0 AND expires_at > ?3")?
-                .query_row(params![sub, except, now], |r| r.get(0))
-        })
-    }
-
-    fn live_leases(&self, now: i64) -> StoreResult<i64> {
-        self.with(|c| c.query_row("SELECT COUNT(*) FROM leases WHERE released = 0 AND expires_at > ?1", [now], |r| r.get(0)))
-    }
-
-    fn prune(&self, now: i64) -> StoreResult<Pruned> {
-        let mut p = Pruned::default();
-        loop {
-            let n = self.with(|c| {
-                c.prepare_cached(
-                    "DELETE FROM leases WHERE rowid IN (SELECT rowid FROM leases WHERE released = 1 UNION ALL
-                     SELECT rowid FROM leases WHERE released = 0 AND expires_at < ?1 LIMIT 5000)",
-                )?
-                .execute([now - LEASE_KEEP_MS])
-            })?;
-            p.leases += n;
-            if n < 5000 {
-                break;
-            }
-        }
-        loop {
-            let n = self.with(|c| {
-                c.prepare_cached("DELETE FROM utk_bindings WHERE rowid IN (SELECT rowid FROM utk_bindings WHERE at < ?1 LIMIT 5000)")?
-                    .execute([now - UTK_KEEP_MS])
-            })?;
-            p.utk_bindings += n;
-            if n < 5000 {
-                break;
-            }
-        }
-        Ok(p)
-    }
-
-    fn put_job(&self, sub: &str, to_email: &str, properties: &str, now: i64) -> StoreResult<()> {
-        self.with(|c| {
-            c.prepare_cached(
-                "INSERT INTO outbox (sub, to_email, properties, version, state, attempts, next_at, updated_at)
-                 VALUES (?1, ?2, ?3, 1, 'pending', 0, ?4, ?4)
-                 ON CONFLICT(sub) DO UPDATE SET
-                   to_email = excluded.to_email, properties = excluded.properties, version = outbox.version + 1,
-                   state = 'pending', attempts = 0, next_at = excluded.next_at, last_error = NULL, updated_at = excluded.updated_at",
-            )?
-            .execute(params![sub, to_email, properties, now])?;
-            Ok(())
-        })
-    }
-
-    fn job(&self, sub: &str) -> StoreResult<Option<Job>> {
-        self.with(|c| c.prepare_cached(&format!("SELECT {JOB_COLS} FROM outbox WHERE sub = ?1"))?.query_row([sub], job_from).optional())
-    }
-
-    fn due_jobs(&self, now: i64, limit: i64) -> StoreResult<Vec<Job>> {
-        self.with(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {JOB_COLS} FROM outbox WHERE state = 'pending' AND next_at <= ?1 ORDER BY next_at LIMIT ?2"
-            ))?;
-            let rows = st.query_map(params![now, limit], job_from)?;
-            rows.collect()
-        })
-    }
-
-    fn next_job_at(&self) -> StoreResult<Option<i64>> {
-        self.with(|c| c.query_row("SELECT MIN(next_at) FROM outbox WHERE state = 'pending'", [], |r| r.get(0)))
-    }
-
-    fn finish_job(&self, sub: &str, version: i64, state: &str, error: Option<&str>, now: i64) -> StoreResult<bool> {
-        self.with(|c| {
-            let n = c
-                .prepare_cached("UPDATE outbox SET state = ?3, last_error = ?4, updated_at = ?5 WHERE sub = ?1 AND version = ?2")?
-                .execute(params![sub, version, state, error, now])?;
-            Ok(n == 1)
-        })
-    }
-
-    fn retry_job(&self, sub: &str, version: i64, next_at: i64, error: &str) -> StoreResult<()> {
-        self.with(|c| {
-            c.prepare_cached(
-                "UPDATE outbox SET attempts = attempts + 1, next_at = ?3, last_error = ?4 WHERE sub = ?1 AND version = ?2 AND state = 'pending'",
-            )?
-            .execute(params![sub, version, next_at, error])?;
-            Ok(())
-        })
-    }
-
-    fn defer_job(&self, sub: &str, version: i64, next_at: i64) -> StoreResult<()> {
-        self.with(|c| {
-            c.prepare_cached("UPDATE outbox SET next_at = ?3 WHERE sub = ?1 AND version = ?2 AND state = 'pending'")?
-                .execute(params![sub, version, next_at])?;
-            Ok(())
-        })
-    }
-
-    fn wake_job(&self, sub: &str, now: i64) -> StoreResult<()> {
-        self.with(|c| {
-            c.prepare_cached("UPDATE outbox SET next_at = ?2 WHERE sub = ?1 AND state = 'pending' AND next_at > ?2")?
-                .execute(params![sub, now])?;
-            Ok(())
-        })
-    }
-
-    fn outbox_depth(&self) -> StoreResult<i64> {
-        self.with(|c| c.query_row("SELECT COUNT(*) FROM outbox WHERE state = 'pending'", [], |r| r.get(0)))
-    }
-
-    fn chat_token(&self, email: &str, now: i64) -> StoreResult<Option<(String, i64)>> {
-        self.with(|c| {
-            c.prepare_cached("SELECT token, exp FROM chat_tokens WHERE email = ?1 AND exp > ?2")?
-                .query_row(params![email, now], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })
-    }
-
-    fn save_chat_token(&self, email: &str, token: &str, exp: i64) -> StoreResult<()> {
-        self.with(|c| {
-            c.prepare_cached("INSERT OR REPLACE INTO chat_tokens (email, token, exp) VALUES (?1, ?2, ?3)")?
-                .execute(params![email, token, exp])?;
-            Ok(())
-        })
-    }
-
-    fn sync_progress(&self, key: &str) -> StoreResult<SyncProgress> {
-        self.with(|c| {
-            Ok(c.query_row(
-                "SELECT line, created, updated, conflicts, invalid FROM sync_progress WHERE key = ?1",
-                [key],
-                |r| Ok(SyncProgress { line: r.get(0)?, created: r.get(1)?, updated: r.get(2)?, conflicts: r.get(3)?, invalid: r.get(4)? }),
+    async fn save_contact_if(&self, sub: &str, gen: i64, contact_id: &str, hubspot_email: Option<&str>, now: i64) -> StoreResult<bool> {
+        let n = self
+            .write()
+            .await?
+            .exec(
+                "UPDATE users SET contact_id = $3, hubspot_email = $4, fetched_at = $5 WHERE sub = $1 AND gen = $2",
+                vec![sub.into(), gen.into(), contact_id.into(), hubspot_email.into(), now.into()],
             )
-            .optional()?
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn note_app_email(&self, sub: &str, email: &str, at: i64, first: Option<&str>, last: Option<&str>) -> StoreResult<User> {
+        // Only a newer statement of the app's email replaces the stored one: a stale page's
+        // assertion must never turn a changed email back. One statement: atomic on both databases.
+        let rows = self
+            .write()
+            .await?
+            .query(
+                "INSERT INTO users (sub, app_email, app_email_at, firstname, lastname) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (sub) DO UPDATE SET
+                   app_email = CASE WHEN users.app_email_at IS NULL OR users.app_email_at < excluded.app_email_at THEN excluded.app_email ELSE users.app_email END,
+                   app_email_at = CASE WHEN users.app_email_at IS NULL OR users.app_email_at < excluded.app_email_at THEN excluded.app_email_at ELSE users.app_email_at END,
+                   firstname = COALESCE(excluded.firstname, users.firstname),
+                   lastname = COALESCE(excluded.lastname, users.lastname)
+                 RETURNING sub, contact_id, hubspot_email, fetched_at, app_email, app_email_at, firstname, lastname, conflict_email, conflict_with, last_error, gen",
+                vec![sub.into(), email.into(), at.into(), first.into(), last.into()],
+            )
+            .await?;
+        Ok(rows.first().map(user_from).unwrap_or_default())
+    }
+
+    async fn set_conflict(&self, sub: &str, email: Option<&str>, with: Option<&str>) -> StoreResult<()> {
+        q::set_conflict(&mut *self.write().await?, sub, email, with).await
+    }
+
+    async fn set_error(&self, sub: &str, error: Option<&str>) -> StoreResult<()> {
+        q::set_error(&mut *self.write().await?, sub, error).await
+    }
+
+    async fn bind_utk(&self, utk: &str, sub: &str, now: i64) -> StoreResult<Option<String>> {
+        let mut c = self.write().await?;
+        // Inserted, or refreshed when it is this sub's: one row back. None back: another sub has it.
+        let n = c
+            .exec(
+                "INSERT INTO utk_bindings (utk, sub, at) VALUES ($1, $2, $3)
+                 ON CONFLICT (utk) DO UPDATE SET at = excluded.at WHERE utk_bindings.sub = excluded.sub",
+                vec![utk.into(), sub.into(), now.into()],
+            )
+            .await?;
+        if n == 1 {
+            return Ok(None);
+        }
+        let rows = c.query("SELECT sub FROM utk_bindings WHERE utk = $1", vec![utk.into()]).await?;
+        Ok(rows.first().and_then(|r| r[0].text()).filter(|o| o != sub))
+    }
+
+    async fn release_lease(&self, id: &str, _now: i64) -> StoreResult<Option<String>> {
+        let rows = self
+            .write()
+            .await?
+            .query(
+                "UPDATE leases SET released = 1 WHERE id = $1 AND released = 0 RETURNING sub",
+                vec![id.into()],
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| r[0].text()))
+    }
+
+    async fn shorten_lease(&self, id: &str, now: i64, until: i64) -> StoreResult<Option<String>> {
+        let rows = self
+            .write()
+            .await?
+            .query(
+                "UPDATE leases SET expires_at = CASE WHEN expires_at < $3 THEN expires_at ELSE $3 END
+                 WHERE id = $1 AND released = 0 AND expires_at > $2 RETURNING sub",
+                vec![id.into(), now.into(), until.into()],
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| r[0].text()))
+    }
+
+    async fn live_leases(&self, now: i64) -> StoreResult<i64> {
+        let rows = self.read().await?.query("SELECT COUNT(*) FROM leases WHERE expires_at > $1 AND released = 0", vec![now.into()]).await?;
+        Ok(one_int(&rows).unwrap_or(0))
+    }
+
+    async fn job(&self, sub: &str) -> StoreResult<Option<Job>> {
+        q::job(&mut *self.read().await?, sub).await
+    }
+
+    async fn claim_jobs(&self, now: i64, limit: i64, owner: &str, until: i64) -> StoreResult<Vec<Job>> {
+        const PG: &str = "UPDATE outbox SET claimed_until = $4, claimed_by = $3
+             WHERE sub IN (SELECT sub FROM outbox WHERE state = 'pending' AND next_at <= $1 AND claimed_until <= $1
+                           ORDER BY next_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING sub, to_email, properties, version, state, attempts, next_at, last_error, claimed_until, claimed_by";
+        // SQLite has one writer at a time: the same statement without row locks is as exclusive.
+        const LITE: &str = "UPDATE outbox SET claimed_until = $4, claimed_by = $3
+             WHERE sub IN (SELECT sub FROM outbox WHERE state = 'pending' AND next_at <= $1 AND claimed_until <= $1
+                           ORDER BY next_at LIMIT $2)
+             RETURNING sub, to_email, properties, version, state, attempts, next_at, last_error, claimed_until, claimed_by";
+        let sql = if self.is_pg() { PG } else { LITE };
+        let rows = self.write().await?.query(sql, vec![now.into(), limit.into(), owner.into(), until.into()]).await?;
+        Ok(rows.iter().map(job_from).collect())
+    }
+
+    async fn next_job_at(&self) -> StoreResult<Option<i64>> {
+        let rows = self
+            .read()
+            .await?
+            .query(
+                "SELECT MIN(CASE WHEN claimed_until > next_at THEN claimed_until ELSE next_at END) FROM outbox WHERE state = 'pending'",
+                vec![],
+            )
+            .await?;
+        Ok(one_int(&rows))
+    }
+
+    async fn wake_job(&self, sub: &str, now: i64) -> StoreResult<()> {
+        self.write()
+            .await?
+            .exec("UPDATE outbox SET next_at = $2 WHERE sub = $1 AND state = 'pending' AND next_at > $2", vec![sub.into(), now.into()])
+            .await?;
+        Ok(())
+    }
+
+    async fn outbox_depth(&self) -> StoreResult<i64> {
+        let rows = self.read().await?.query("SELECT COUNT(*) FROM outbox WHERE state = 'pending'", vec![]).await?;
+        Ok(one_int(&rows).unwrap_or(0))
+    }
+
+    async fn chat_token(&self, email: &str, now: i64) -> StoreResult<Option<(String, i64)>> {
+        let rows = self.read().await?.query("SELECT token, exp FROM chat_tokens WHERE email = $1 AND exp > $2", vec![email.into(), now.into()]).await?;
+        Ok(rows.first().and_then(|r| Some((r[0].text()?, r[1].int()?))))
+    }
+
+    async fn save_chat_token(&self, email: &str, token: &str, exp: i64) -> StoreResult<()> {
+        self.write()
+            .await?
+            .exec(
+                "INSERT INTO chat_tokens (email, token, exp) VALUES ($1, $2, $3) ON CONFLICT (email) DO UPDATE SET token = excluded.token, exp = excluded.exp",
+                vec![email.into(), token.into(), exp.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn sync_progress(&self, key: &str) -> StoreResult<SyncProgress> {
+        let rows = self.read().await?.query("SELECT line, created, updated, conflicts, invalid FROM sync_progress WHERE key = $1", vec![key.into()]).await?;
+        Ok(rows
+            .first()
+            .map(|r| SyncProgress {
+                line: r[0].int().unwrap_or(0),
+                created: r[1].int().unwrap_or(0),
+                updated: r[2].int().unwrap_or(0),
+                conflicts: r[3].int().unwrap_or(0),
+                invalid: r[4].int().unwrap_or(0),
+            })
             .unwrap_or_default())
-        })
     }
 
-    fn save_sync_progress(&self, key: &str, p: SyncProgress) -> StoreResult<()> {
-        self.with(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO sync_progress (key, line, created, updated, conflicts, invalid) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![key, p.line, p.created, p.updated, p.conflicts, p.invalid],
-            )?;
-            Ok(())
-        })
+    async fn save_sync_progress(&self, key: &str, p: SyncProgress) -> StoreResult<()> {
+        self.write()
+            .await?
+            .exec(
+                "INSERT INTO sync_progress (key, line, created, updated, conflicts, invalid) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (key) DO UPDATE SET line = excluded.line, created = excluded.created, updated = excluded.updated,
+                   conflicts = excluded.conflicts, invalid = excluded.invalid",
+                vec![key.into(), p.line.into(), p.created.into(), p.updated.into(), p.conflicts.into(), p.invalid.into()],
+            )
+            .await?;
+        Ok(())
     }
 
-    fn users_by_contact(&self, contact_ids: &[String]) -> StoreResult<Vec<User>> {
-        self.with(|c| {
-            let mut st = c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE contact_id = ?1"))?;
-            let mut out: Vec<User> = Vec::new();
-            for id in contact_ids {
-                for u in st.query_map([id], user_from)? {
-                    let u = u?;
-                    if !out.iter().any(|o| o.sub == u.sub) {
-                        out.push(u);
-                    }
+    async fn prune(&self, now: i64, keep: Retention) -> StoreResult<Pruned> {
+        // Batches of at most 5,000 rows, each its own short statement on a connection taken for
+        // it, so a large backlog never holds the writer (or row locks) for long; each range is
+        // read from an index.
+        const BATCHES: [&str; 4] = [
+            "DELETE FROM leases WHERE id IN (SELECT id FROM leases WHERE released = 1 UNION ALL
+             SELECT id FROM leases WHERE released = 0 AND expires_at < $1 LIMIT 5000)",
+            "DELETE FROM utk_bindings WHERE utk IN (SELECT utk FROM utk_bindings WHERE at < $1 LIMIT 5000)",
+            "DELETE FROM outbox WHERE sub IN (SELECT sub FROM outbox WHERE state = 'done' AND updated_at < $1 LIMIT 5000)",
+            "DELETE FROM chat_tokens WHERE email IN (SELECT email FROM chat_tokens WHERE exp < $1 LIMIT 5000)",
+        ];
+        let cutoffs = [now - keep.leases_ms, now - keep.utk_ms, now - keep.jobs_ms, now];
+        let mut counts = [0u64; 4];
+        for (i, sql) in BATCHES.iter().enumerate() {
+            loop {
+                let n = self.write().await?.exec(sql, vec![cutoffs[i].into()]).await?;
+                counts[i] += n;
+                if n < 5000 {
+                    break;
                 }
             }
-            Ok(out)
-        })
+        }
+        Ok(Pruned { leases: counts[0], utk_bindings: counts[1], jobs: counts[2], chat_tokens: counts[3] })
     }
 
-    fn end_leases(&self, sub: &str, keep: Option<&str>, now: i64) -> StoreResult<usize> {
-        self.with(|c| {
-            Ok(c.prepare_cached(
-                "UPDATE leases SET released = 1 WHERE sub = ?1 AND released = 0 AND expires_at > ?3 AND (?2 IS NULL OR email != ?2)",
-            )?
-            .execute(params![sub, keep, now])?)
-        })
+    async fn clear_claims(&self) -> StoreResult<u64> {
+        self.write().await?.exec("UPDATE outbox SET claimed_until = 0, claimed_by = NULL WHERE claimed_until > 0", vec![]).await
     }
 
-    fn put_webhook_events(&self, events: &[(String, String)], now: i64) -> StoreResult<usize> {
-        self.with(|c| {
-            let tx = c.unchecked_transaction()?;
-            let mut n = 0;
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO webhook_events (key, body, received_at, next_at) VALUES (?1, ?2, ?3, ?3)",
-                )?;
-                for (key, body) in events {
-                    n += st.execute(params![key, body, now])?;
+    async fn users_by_contact(&self, contact_ids: &[String]) -> StoreResult<Vec<User>> {
+        const SQL: &str = "SELECT sub, contact_id, hubspot_email, fetched_at, app_email, app_email_at, firstname, lastname, conflict_email, conflict_with, last_error, gen FROM users WHERE contact_id = $1";
+        let mut c = self.read().await?;
+        let mut out: Vec<User> = Vec::new();
+        for id in contact_ids {
+            for u in c.query(SQL, vec![id.into()]).await?.iter().map(user_from) {
+                if !out.iter().any(|o| o.sub == u.sub) {
+                    out.push(u);
                 }
             }
-            tx.commit()?;
-            Ok(n)
-        })
+        }
+        Ok(out)
     }
 
-    fn due_webhook_events(&self, now: i64, limit: i64) -> StoreResult<Vec<(i64, String, i64)>> {
-        self.with(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT seq, body, attempts FROM webhook_events WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            let rows = st.query_map(params![now, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            rows.collect()
-        })
+    async fn end_leases(&self, sub: &str, keep: Option<&str>, now: i64) -> StoreResult<u64> {
+        q::end_leases(&mut *self.write().await?, sub, keep, now).await
     }
 
-    fn finish_webhook_event(&self, seq: i64, next_at: Option<i64>, error: Option<&str>) -> StoreResult<()> {
-        self.with(|c| {
-            c.prepare_cached(
-                "UPDATE webhook_events SET next_at = ?2, last_error = ?3, attempts = attempts + (?2 IS NOT NULL) WHERE seq = ?1",
-            )?
-            .execute(params![seq, next_at, error])?;
-            Ok(())
-        })
+    async fn put_webhook_events(&self, events: &[(String, String)], now: i64) -> StoreResult<u64> {
+        let mut c = self.write().await?;
+        c.exec(if self.is_pg() { "BEGIN" } else { "BEGIN IMMEDIATE" }, vec![]).await?;
+        c.set_in_tx(true);
+        let mut n = 0;
+        for (pos, (key, body)) in events.iter().enumerate() {
+            n += c
+                .exec(
+                    "INSERT INTO webhook_events (key, body, received_at, pos, next_at) VALUES ($1, $2, $3, $4, $3)
+                     ON CONFLICT (key) DO NOTHING",
+                    vec![key.into(), body.into(), now.into(), (pos as i64).into()],
+                )
+                .await?;
+        }
+        c.exec("COMMIT", vec![]).await?;
+        c.set_in_tx(false);
+        Ok(n)
     }
 
-    fn reconcile_due(&self, now: i64, older_than: i64, limit: i64) -> StoreResult<Vec<User>> {
-        self.with(|c| {
-            let cols = USER_COLS.split(", ").map(|k| format!("u.{k}")).collect::<Vec<_>>().join(", ");
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {cols} FROM users u WHERE u.contact_id IS NOT NULL AND COALESCE(u.fetched_at, 0) < ?2
-                 AND EXISTS (SELECT 1 FROM leases l WHERE l.sub = u.sub AND l.released = 0 AND l.expires_at > ?1)
-                 ORDER BY u.fetched_at LIMIT ?3"
-            ))?;
-            let rows = st.query_map(params![now, older_than, limit], user_from)?;
-            rows.collect()
-        })
+    async fn due_webhook_events(&self, now: i64, limit: i64) -> StoreResult<Vec<(String, String, i64)>> {
+        let rows = self
+            .read()
+            .await?
+            .query(
+                "SELECT key, body, attempts FROM webhook_events WHERE next_at IS NOT NULL AND next_at <= $1
+                 ORDER BY received_at, pos LIMIT $2",
+                vec![now.into(), limit.into()],
+            )
+            .await?;
+        Ok(rows.iter().filter_map(|r| Some((r[0].text()?, r[1].text()?, r[2].int().unwrap_or(0)))).collect())
     }
 
-    fn set_erased(&self, sub: &str, at: Option<i64>) -> StoreResult<()> {
-        self.with(|c| {
-            match at {
-                Some(at) => c.execute("INSERT OR REPLACE INTO erased_users (sub, at) VALUES (?1, ?2)", params![sub, at])?,
-                None => c.execute("DELETE FROM erased_users WHERE sub = ?1", [sub])?,
-            };
-            Ok(())
-        })
+    async fn finish_webhook_event(&self, key: &str, next_at: Option<i64>, error: Option<&str>) -> StoreResult<()> {
+        self.write()
+            .await?
+            .exec(
+                "UPDATE webhook_events SET next_at = $2, last_error = $3,
+                   attempts = attempts + CASE WHEN CAST($2 AS BIGINT) IS NULL THEN 0 ELSE 1 END WHERE key = $1",
+                vec![key.into(), next_at.into(), error.into()],
+            )
+            .await?;
+        Ok(())
     }
 
-    fn note_dropped_link(&self, contact_id: &str, sub: &str, at: i64) -> StoreResult<()> {
-        self.with(|c| {
-            c.prepare_cached("INSERT OR REPLACE INTO dropped_links (contact_id, sub, at) VALUES (?1, ?2, ?3)")?
-                .execute(params![contact_id, sub, at])?;
-            Ok(())
-        })
+    async fn reconcile_due(&self, now: i64, older_than: i64, limit: i64) -> StoreResult<Vec<User>> {
+        let rows = self
+            .read()
+            .await?
+            .query(
+                "SELECT u.sub, u.contact_id, u.hubspot_email, u.fetched_at, u.app_email, u.app_email_at, u.firstname, u.lastname,
+                   u.conflict_email, u.conflict_with, u.last_error, u.gen
+                 FROM users u WHERE u.contact_id IS NOT NULL AND COALESCE(u.fetched_at, 0) < $2
+                 AND EXISTS (SELECT 1 FROM leases l WHERE l.sub = u.sub AND l.released = 0 AND l.expires_at > $1)
+                 ORDER BY COALESCE(u.fetched_at, 0) LIMIT $3",
+                vec![now.into(), older_than.into(), limit.into()],
+            )
+            .await?;
+        Ok(rows.iter().map(user_from).collect())
     }
 
-    fn dropped_link(&self, contact_id: &str) -> StoreResult<Option<String>> {
-        self.with(|c| c.prepare_cached("SELECT sub FROM dropped_links WHERE contact_id = ?1")?.query_row([contact_id], |r| r.get(0)).optional())
+    async fn set_erased(&self, sub: &str, at: Option<i64>) -> StoreResult<()> {
+        q::set_erased(&mut *self.write().await?, sub, at).await
     }
 
-    fn erased(&self, sub: &str) -> StoreResult<bool> {
-        self.with(|c| {
-            Ok(c.prepare_cached("SELECT 1 FROM erased_users WHERE sub = ?1")?.query_row([sub], |_| Ok(())).optional()?.is_some())
-        })
+    async fn erased(&self, sub: &str) -> StoreResult<bool> {
+        q::erased(&mut *self.read().await?, sub).await
+    }
+
+    async fn note_dropped_link(&self, contact_id: &str, sub: &str, at: i64) -> StoreResult<()> {
+        q::note_dropped_link(&mut *self.write().await?, contact_id, sub, at).await
+    }
+
+    async fn dropped_link(&self, contact_id: &str) -> StoreResult<Option<String>> {
+        let rows = self.read().await?.query("SELECT sub FROM dropped_links WHERE contact_id = $1", vec![contact_id.into()]).await?;
+        Ok(rows.first().and_then(|r| r[0].text()))
+    }
+
+    async fn begin_user(&self, sub: &str) -> StoreResult<UserTx> {
+        let mut conn = self.write().await?;
+        match &self.backend {
+            Backend::Sqlite { .. } => {
+                conn.exec("BEGIN IMMEDIATE", vec![]).await?;
+            }
+            Backend::Postgres { .. } => {
+                conn.exec("BEGIN", vec![]).await?;
+            }
+        }
+        // From here a drop rolls back.
+        conn.set_in_tx(true);
+        if self.is_pg() {
+            conn.exec("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", vec![sub.into()]).await?;
+        }
+        Ok(UserTx { conn, sub: sub.to_string() })
     }
 }
 
@@ -627,82 +1205,147 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn webhook_events_are_stored_once_per_key_and_leave_the_queue_when_finished() {
-        let s = store();
-        assert_eq!(s.put_webhook_events(&[("k1".into(), "{}".into()), ("k1".into(), "{}".into()), ("k2".into(), "[]".into())], 5).unwrap(), 2);
-        assert_eq!(s.put_webhook_events(&[("k2".into(), "[]".into())], 6).unwrap(), 0, "a duplicate delivery adds nothing");
-        let due = s.due_webhook_events(10, 10).unwrap();
-        assert_eq!(due.len(), 2);
-        s.finish_webhook_event(due[0].0, None, None).unwrap();
-        s.finish_webhook_event(due[1].0, Some(100), Some("HubSpot down")).unwrap();
-        assert!(s.due_webhook_events(10, 10).unwrap().is_empty());
-        assert_eq!(s.due_webhook_events(100, 10).unwrap()[0].2, 1, "one attempt counted");
+    async fn store() -> SqlStore {
+        SqlStore::sqlite(std::path::Path::new(":memory:"), 1).await.unwrap()
     }
 
-    #[test]
-    fn ending_leases_keeps_the_one_on_the_email_hubspot_holds() {
-        let s = store();
-        s.issue_lease("l1", "u", "a@x.io", 100).unwrap();
-        s.issue_lease("l2", "u", "b@x.io", 100).unwrap();
-        s.save_contact("u", "7", Some("b@x.io"), 1).unwrap();
-        assert_eq!(s.reconcile_due(50, 2, 10).unwrap().len(), 1);
-        assert_eq!(s.users_by_contact(&["7".into(), "8".into()]).unwrap()[0].sub, "u");
-        assert_eq!(s.end_leases("u", Some("b@x.io"), 50).unwrap(), 1);
-        assert!(!s.renew_lease("l1", "u", "a@x.io", 50, 200).unwrap());
-        assert!(s.renew_lease("l2", "u", "b@x.io", 50, 200).unwrap());
-        assert_eq!(s.end_leases("u", None, 50).unwrap(), 1);
-        assert!(s.reconcile_due(50, 2, 10).unwrap().is_empty(), "no live lease, nothing to reconcile");
-    }
-
-    fn store() -> SqliteStore {
-        SqliteStore::open(Path::new(":memory:")).unwrap()
-    }
-
-    #[test]
-    fn only_a_newer_app_email_replaces_the_stored_one() {
-        let s = store();
-        assert_eq!(s.note_app_email("u", "b@x.io", 2000, None, None).unwrap().app_email.as_deref(), Some("b@x.io"));
-        let u = s.note_app_email("u", "a@x.io", 1000, Some("A"), None).unwrap();
+    #[tokio::test]
+    async fn only_a_newer_app_email_replaces_the_stored_one() {
+        let s = store().await;
+        assert_eq!(s.note_app_email("u", "b@x.io", 2000, None, None).await.unwrap().app_email.as_deref(), Some("b@x.io"));
+        let u = s.note_app_email("u", "a@x.io", 1000, Some("A"), None).await.unwrap();
         assert_eq!(u.app_email.as_deref(), Some("b@x.io"), "an older assertion does not turn the email back");
         assert_eq!(u.firstname.as_deref(), Some("A"));
-        assert_eq!(s.note_app_email("u", "c@x.io", 3000, None, None).unwrap().app_email.as_deref(), Some("c@x.io"));
+        assert_eq!(s.note_app_email("u", "c@x.io", 3000, None, None).await.unwrap().app_email.as_deref(), Some("c@x.io"));
     }
 
-    #[test]
-    fn a_utk_stays_with_its_first_user() {
-        let s = store();
-        assert_eq!(s.bind_utk("t1", "a", 1).unwrap(), None);
-        assert_eq!(s.bind_utk("t1", "a", 2).unwrap(), None);
-        assert_eq!(s.bind_utk("t1", "b", 3).unwrap().as_deref(), Some("a"));
+    #[tokio::test]
+    async fn a_utk_stays_with_its_first_user() {
+        let s = store().await;
+        assert_eq!(s.bind_utk("t1", "a", 1).await.unwrap(), None);
+        assert_eq!(s.bind_utk("t1", "a", 2).await.unwrap(), None);
+        assert_eq!(s.bind_utk("t1", "b", 3).await.unwrap().as_deref(), Some("a"));
     }
 
-    #[test]
-    fn leases_renew_only_while_live_and_unreleased() {
-        let s = store();
-        s.issue_lease("l1", "u", "a@x.io", 100).unwrap();
-        assert!(s.renew_lease("l1", "u", "a@x.io", 50, 200).unwrap());
-        assert!(!s.renew_lease("l1", "u", "b@x.io", 50, 200).unwrap(), "another email");
-        assert!(!s.renew_lease("l1", "v", "a@x.io", 50, 200).unwrap(), "another user");
-        assert_eq!(s.live_lease_until("u", "b@x.io", 150).unwrap(), Some(200));
-        assert_eq!(s.live_lease_until("u", "a@x.io", 150).unwrap(), None, "a lease on the target email does not block");
-        assert_eq!(s.release_lease("l1").unwrap().as_deref(), Some("u"));
-        assert_eq!(s.release_lease("l1").unwrap(), None);
-        assert!(!s.renew_lease("l1", "u", "a@x.io", 50, 300).unwrap());
-        assert_eq!(s.live_lease_until("u", "b@x.io", 150).unwrap(), None);
+    #[tokio::test]
+    async fn leases_renew_only_while_live_and_unreleased() {
+        let s = store().await;
+        let mut tx = s.begin_user("u").await.unwrap();
+        tx.issue_lease("l1", "a@x.io", 100).await.unwrap();
+        assert!(tx.renew_lease("l1", "a@x.io", 50, 200).await.unwrap());
+        assert!(!tx.renew_lease("l1", "b@x.io", 50, 200).await.unwrap(), "another email");
+        assert_eq!(tx.live_lease_until("b@x.io", 150).await.unwrap(), Some(200));
+        assert_eq!(tx.live_lease_until("a@x.io", 150).await.unwrap(), None, "a lease on the target email does not block");
+        tx.commit().await.unwrap();
+        let mut tx = s.begin_user("v").await.unwrap();
+        assert!(!tx.renew_lease("l1", "a@x.io", 50, 200).await.unwrap(), "another user");
+        drop(tx);
+        assert_eq!(s.release_lease("l1", 150).await.unwrap().as_deref(), Some("u"));
+        assert_eq!(s.release_lease("l1", 150).await.unwrap(), None);
+        let mut tx = s.begin_user("u").await.unwrap();
+        assert!(!tx.renew_lease("l1", "a@x.io", 50, 300).await.unwrap());
+        assert_eq!(tx.live_lease_until("b@x.io", 150).await.unwrap(), None);
     }
 
-    #[test]
-    fn a_newer_change_replaces_the_queued_one_and_keeps_it_pending() {
-        let s = store();
-        s.put_job("u", "b@x.io", "{}", 10).unwrap();
-        let j = s.due_jobs(10, 10).unwrap().remove(0);
-        s.put_job("u", "c@x.io", "{}", 11).unwrap();
-        assert!(!s.finish_job("u", j.version, "done", None, 12).unwrap(), "the applied version is stale");
-        let j2 = s.job("u").unwrap().unwrap();
+    #[tokio::test]
+    async fn a_newer_change_replaces_the_queued_one_and_keeps_it_pending() {
+        let s = store().await;
+        let mut tx = s.begin_user("u").await.unwrap();
+        tx.put_job("b@x.io", "{}", 10).await.unwrap();
+        tx.commit().await.unwrap();
+        let j = s.claim_jobs(10, 10, "r1", 1000).await.unwrap().remove(0);
+        assert!(s.claim_jobs(10, 10, "r2", 1000).await.unwrap().is_empty(), "a claimed job is not claimed again");
+        let mut tx = s.begin_user("u").await.unwrap();
+        tx.put_job("c@x.io", "{}", 11).await.unwrap();
+        assert!(!tx.finish_job(j.version, "done", None, 12).await.unwrap(), "the applied version is stale");
+        tx.commit().await.unwrap();
+        let j2 = s.job("u").await.unwrap().unwrap();
         assert_eq!((j2.to_email.as_str(), j2.state.as_str()), ("c@x.io", "pending"));
-        assert_eq!(s.outbox_depth().unwrap(), 1);
-        assert!(s.finish_job("u", j2.version, "done", None, 13).unwrap());
-        assert_eq!(s.outbox_depth().unwrap(), 0);
+        assert_eq!(s.outbox_depth().await.unwrap(), 1);
+        assert_eq!(s.claim_jobs(1001, 10, "r2", 2000).await.unwrap().len(), 1, "a claim that ran out is taken by another relay");
+        let mut tx = s.begin_user("u").await.unwrap();
+        assert!(tx.finish_job(j2.version, "done", None, 13).await.unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(s.outbox_depth().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_half_way_leaves_nothing() {
+        let s = store().await;
+        let mut tx = s.begin_user("u").await.unwrap();
+        tx.put_job("b@x.io", "{}", 10).await.unwrap();
+        drop(tx);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(s.job("u").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn webhook_events_are_stored_once_per_key_and_leave_the_queue_when_finished() {
+        let s = store().await;
+        assert_eq!(s.put_webhook_events(&[("k1".into(), "{}".into()), ("k1".into(), "{}".into()), ("k2".into(), "[]".into())], 5).await.unwrap(), 2);
+        assert_eq!(s.put_webhook_events(&[("k2".into(), "[]".into())], 6).await.unwrap(), 0, "a duplicate delivery adds nothing");
+        let due = s.due_webhook_events(10, 10).await.unwrap();
+        assert_eq!(due.iter().map(|d| d.0.as_str()).collect::<Vec<_>>(), ["k1", "k2"], "in the order received");
+        s.finish_webhook_event(&due[0].0, None, None).await.unwrap();
+        s.finish_webhook_event(&due[1].0, Some(100), Some("HubSpot down")).await.unwrap();
+        assert!(s.due_webhook_events(10, 10).await.unwrap().is_empty());
+        assert_eq!(s.due_webhook_events(100, 10).await.unwrap()[0].2, 1, "one attempt counted");
+    }
+
+    #[tokio::test]
+    async fn ending_leases_keeps_the_one_on_the_email_hubspot_holds() {
+        let s = store().await;
+        let mut tx = s.begin_user("u").await.unwrap();
+        tx.issue_lease("l1", "a@x.io", 100).await.unwrap();
+        tx.issue_lease("l2", "b@x.io", 100).await.unwrap();
+        tx.save_contact("7", Some("b@x.io"), 1, false).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(s.reconcile_due(50, 2, 10).await.unwrap().len(), 1);
+        assert_eq!(s.users_by_contact(&["7".into(), "8".into()]).await.unwrap()[0].sub, "u");
+        let mut tx = s.begin_user("u").await.unwrap();
+        assert_eq!(tx.end_leases(Some("b@x.io"), 50).await.unwrap(), 1);
+        assert!(!tx.renew_lease("l1", "a@x.io", 50, 200).await.unwrap());
+        assert!(tx.renew_lease("l2", "b@x.io", 50, 200).await.unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(s.end_leases("u", None, 50).await.unwrap(), 1);
+        assert!(s.reconcile_due(50, 2, 10).await.unwrap().is_empty(), "no live lease, nothing to reconcile");
+    }
+
+    #[tokio::test]
+    async fn an_erased_user_and_a_dropped_link_are_remembered_until_cleared() {
+        let s = store().await;
+        assert!(!s.erased("u").await.unwrap());
+        s.set_erased("u", Some(5)).await.unwrap();
+        s.set_erased("u", Some(6)).await.unwrap();
+        assert!(s.erased("u").await.unwrap());
+        let mut tx = s.begin_user("u").await.unwrap();
+        tx.set_erased(None).await.unwrap();
+        tx.note_dropped_link("7", 6).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(!s.erased("u").await.unwrap());
+        assert_eq!(s.dropped_link("7").await.unwrap().as_deref(), Some("u"));
+        s.note_dropped_link("7", "v", 7).await.unwrap();
+        assert_eq!(s.dropped_link("7").await.unwrap().as_deref(), Some("v"));
+    }
+
+    #[tokio::test]
+    async fn prune_deletes_only_what_ended_long_enough_ago() {
+        let s = store().await;
+        let day = 86_400_000;
+        let mut tx = s.begin_user("u").await.unwrap();
+        tx.issue_lease("old", "a@x.io", 10).await.unwrap();
+        tx.issue_lease("live", "a@x.io", 10 * day).await.unwrap();
+        tx.put_job("b@x.io", "{}", 10).await.unwrap();
+        assert!(tx.finish_job(1, "done", None, 10).await.unwrap());
+        tx.commit().await.unwrap();
+        s.bind_utk("t-old", "u", 10).await.unwrap();
+        s.bind_utk("t-new", "u", 5 * day).await.unwrap();
+        let keep = Retention { leases_ms: day, utk_ms: 2 * day, jobs_ms: 3 * day };
+        let p = s.prune(5 * day, keep).await.unwrap();
+        assert_eq!((p.leases, p.utk_bindings, p.jobs), (1, 1, 1));
+        assert_eq!(s.release_lease("live", 4 * day).await.unwrap().as_deref(), Some("u"));
+        assert_eq!(s.prune(5 * day, keep).await.unwrap().leases, 1, "a released lease goes at once");
+        assert_eq!(s.bind_utk("t-new", "v", 5 * day).await.unwrap().as_deref(), Some("u"), "a recent binding stays");
+        assert_eq!(s.prune(5 * day, keep).await.unwrap(), Pruned::default());
     }
 }

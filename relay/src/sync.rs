@@ -6,7 +6,7 @@ use crate::config::{HubSpotArgs, SyncArgs};
 use crate::hubspot::{HubSpot, HubSpotError, Retry, BATCH_MAX};
 use crate::metrics::Metrics;
 use crate::relay::now_ms;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 use anyhow::{bail, Context};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -113,8 +113,10 @@ pub async fn sync(args: &SyncArgs) -> anyhow::Result<Summary> {
     let text = std::fs::read(&args.file).with_context(|| format!("cannot read {:?}", args.file))?;
     let key = format!("{}:{:016x}", args.file.display(), fnv(&text));
     let (rows, bad) = read_rows(&text)?;
-    let store = SqliteStore::open(&args.db).with_context(|| format!("cannot open HSQ_DB {:?}", args.db))?;
-    let mut progress = store.sync_progress(&key)?;
+    let store = crate::store::open(&args.db, 2)
+        .await
+        .with_context(|| format!("cannot open HSQ_DB ({}) and apply its migrations", crate::store::describe(&args.db)))?;
+    let mut progress = store.sync_progress(&key).await?;
     let resumed_from = progress.line;
     let metrics = Arc::new(Metrics::default());
     let hs = HubSpot::new(&args.hubspot, metrics.clone(), Duration::from_secs(30))?;
@@ -140,13 +142,13 @@ pub async fn sync(args: &SyncArgs) -> anyhow::Result<Summary> {
         eprintln!("resuming after line {resumed_from}: {} users left", todo.len());
     }
     for chunk in todo.chunks(BATCH_MAX) {
-        let outcome = upsert(&hs, &store, chunk).await?;
+        let outcome = upsert(&hs, &*store, chunk).await?;
         progress.created += outcome.0;
         progress.updated += outcome.1;
         progress.conflicts += outcome.2;
         progress.invalid += outcome.3;
         progress.line = chunk.last().map(|r| r.line).unwrap_or(progress.line);
-        store.save_sync_progress(&key, progress)?;
+        store.save_sync_progress(&key, progress).await?;
         bar.inc(chunk.len() as u64);
         bar.set_message(format!("{} created, {} updated, {} conflicts", progress.created, progress.updated, progress.conflicts));
         if args.no_progress && (progress.line / 1000) != ((progress.line - chunk.len() as i64) / 1000) {
@@ -174,7 +176,7 @@ pub async fn sync(args: &SyncArgs) -> anyhow::Result<Summary> {
 
 /// One batch upsert; answers (created, updated, conflicts, invalid). A call refused as a whole is
 /// retried one row at a time so each error lands on its line.
-async fn upsert(hs: &HubSpot, store: &SqliteStore, rows: &[&Row]) -> anyhow::Result<(i64, i64, i64, i64)> {
+async fn upsert(hs: &HubSpot, store: &dyn Store, rows: &[&Row]) -> anyhow::Result<(i64, i64, i64, i64)> {
     let input = |r: &Row| {
         let mut p = serde_json::Map::new();
         p.insert("email".into(), json!(r.email));
@@ -196,7 +198,7 @@ async fn upsert(hs: &HubSpot, store: &SqliteStore, rows: &[&Row]) -> anyhow::Res
                 // Results need not come in input order: match them by email to warm the relay's cache.
                 let email = r["properties"]["email"].as_str();
                 if let (Some(row), Some(id)) = (rows.iter().find(|x| Some(x.email.as_str()) == email), r["id"].as_str()) {
-                    let _ = store.save_contact(&row.sub, id, email, now);
+                    let _ = store.save_contact(&row.sub, id, email, now).await;
                 }
             }
             let (mut conflicts, mut invalid) = (0, 0);

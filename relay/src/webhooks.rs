@@ -143,7 +143,7 @@ pub async fn receive(State(s): State<AppState>, uri: Uri, headers: HeaderMap, bo
         }
         rows.push((event_key(e), e.to_string()));
     }
-    let new = relay.store.put_webhook_events(&rows, now_ms())?;
+    let new = relay.store.put_webhook_events(&rows, now_ms()).await?;
     relay.metrics.webhook_events(events.len() as u64, new as u64);
     if new > 0 {
         relay.hubspot_wake.notify_one();
@@ -160,27 +160,30 @@ fn backoff_ms(attempts: i64) -> i64 {
 pub async fn run(relay: Arc<Relay>) {
     loop {
         let now = now_ms();
-        let due = relay.store.due_webhook_events(now, 100).unwrap_or_else(|e| {
+        let due = relay.store.due_webhook_events(now, 100).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "webhooks: cannot read stored events");
             Vec::new()
         });
         let busy = !due.is_empty();
-        for (seq, body, attempts) in due {
+        let mut stalled = false;
+        for (key, body, attempts) in due {
             let ev: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
             let outcome = process(&relay, &ev).await;
             let r = match outcome {
-                Ok(()) => relay.store.finish_webhook_event(seq, None, None),
+                Ok(()) => relay.store.finish_webhook_event(&key, None, None).await,
                 Err(e) if attempts >= 30 => {
                     tracing::error!(error = %e, event = %body, "webhooks: giving up on an event");
-                    relay.store.finish_webhook_event(seq, None, Some(&e))
+                    relay.store.finish_webhook_event(&key, None, Some(&e)).await
                 }
-                Err(e) => relay.store.finish_webhook_event(seq, Some(now_ms() + backoff_ms(attempts)), Some(&e)),
+                Err(e) => relay.store.finish_webhook_event(&key, Some(now_ms() + backoff_ms(attempts)), Some(&e)).await,
             };
             if let Err(e) = r {
                 tracing::error!(error = %e, "webhooks: cannot record an event's outcome");
+                // The event stays due: wait rather than spin on it.
+                stalled = true;
             }
         }
-        if busy {
+        if busy && !stalled {
             continue;
         }
         tokio::select! {
@@ -207,11 +210,12 @@ async fn process(relay: &Relay, ev: &Value) -> Result<(), String> {
         // A new contact is linked by the relay when it makes or finds it.
         _ => return Ok(()),
     }
-    let mut users = store.users_by_contact(&ids).map_err(|e| e.to_string())?;
+    let err = |e: crate::store::StoreError| e.to_string();
+    let mut users = store.users_by_contact(&ids).await.map_err(err)?;
     if kind == "contact.privacyDeletion" && users.is_empty() {
         // The deletion may have come first and dropped the link already.
-        if let Some(sub) = store.dropped_link(&object).map_err(|e| e.to_string())? {
-            users.extend(store.user(&sub).map_err(|e| e.to_string())?);
+        if let Some(sub) = store.dropped_link(&object).await.map_err(err)? {
+            users.extend(store.user(&sub).await.map_err(err)?);
         }
     }
     for user in users {
@@ -224,9 +228,16 @@ async fn process(relay: &Relay, ev: &Value) -> Result<(), String> {
                     continue; // what the relay already knows (often its own write)
                 }
                 // No page may keep an email HubSpot may no longer hold: end those leases now,
-                // before the read that settles what HubSpot holds.
-                let ended = store.end_leases(&user.sub, value.as_deref(), now_ms()).map_err(|e| e.to_string())?;
-                relay.metrics.leases_ended(ended as u64);
+                // before the read that settles what HubSpot holds (in the user's transaction,
+                // unless the relay meanwhile learnt this email is HubSpot's).
+                let mut tx = store.begin_user(&user.sub).await.map_err(err)?;
+                let current = tx.user().await.map_err(err)?;
+                if current.is_some_and(|c| c.hubspot_email == value) {
+                    continue;
+                }
+                let ended = tx.end_leases(value.as_deref(), now_ms()).await.map_err(err)?;
+                tx.commit().await.map_err(err)?;
+                relay.metrics.leases_ended(ended);
             } else if name == relay.hubspot.id_property() {
                 if value.as_deref() == Some(user.sub.as_str()) {
                     continue;
@@ -236,15 +247,21 @@ async fn process(relay: &Relay, ev: &Value) -> Result<(), String> {
             }
         }
         if kind == "contact.privacyDeletion" {
-            store.set_erased(&user.sub, Some(now_ms())).map_err(|e| e.to_string())?;
-            if user.contact_id.as_deref() != Some(object.as_str()) {
+            let lock = relay.user_lock(&user.sub);
+            let g = lock.lock().await;
+            let mut tx = store.begin_user(&user.sub).await.map_err(err)?;
+            tx.set_erased(Some(now_ms())).await.map_err(err)?;
+            let linked = tx.user().await.map_err(err)?.is_some_and(|u| u.contact_id.as_deref() == Some(object.as_str()));
+            if !linked {
                 // Already unlinked (or linked anew in between): the person asked to be forgotten.
-                let lock = relay.user_lock(&user.sub);
-                let _g = lock.lock().await;
-                store.forget_contact(&user.sub).map_err(|e| e.to_string())?;
-                store.end_leases(&user.sub, None, now_ms()).map_err(|e| e.to_string())?;
+                tx.forget_contact().await.map_err(err)?;
+                let ended = tx.end_leases(None, now_ms()).await.map_err(err)?;
+                tx.commit().await.map_err(err)?;
+                relay.metrics.leases_ended(ended);
                 continue;
             }
+            tx.commit().await.map_err(err)?;
+            drop(g);
         }
         refresh(relay, &user.sub).await?;
     }
@@ -253,17 +270,32 @@ async fn process(relay: &Relay, ev: &Value) -> Result<(), String> {
 
 /// Reads the user's contact again by id and applies what HubSpot holds now.
 pub async fn refresh(relay: &Relay, sub: &str) -> Result<(), String> {
+    // In this relay, one read per user at a time; across relays, `apply` checks in the user's
+    // transaction that the user is still as read.
     let lock = relay.user_lock(sub);
     let _g = lock.lock().await;
-    let Some(user) = relay.store.user(sub).map_err(|e| e.to_string())? else { return Ok(()) };
+    let Some(user) = relay.store.user(sub).await.map_err(|e| e.to_string())? else { return Ok(()) };
     let Some(id) = user.contact_id.clone() else { return Ok(()) };
     let contact = relay.hubspot.read_id(&id, Retry::background()).await.map_err(|e| e.to_string())?;
-    apply(relay, &user, contact).map_err(|e| e.to_string())
+    if apply(relay, &user, contact, false).await.map_err(|e| e.to_string())? {
+        Ok(())
+    } else {
+        // Another relay or the outbox changed the user while HubSpot was read: read again later.
+        Err("the user changed while HubSpot was read; read again".into())
+    }
 }
 
-/// Applies a contact as HubSpot holds it now to a user (the caller holds the user's lock).
-pub fn apply(relay: &Relay, user: &User, contact: Option<Contact>) -> ApiResult<()> {
-    let (store, sub, now) = (&relay.store, user.sub.as_str(), now_ms());
+/// Applies a contact as HubSpot holds it now to a user read before HubSpot was (the caller holds
+/// the user's lock in this relay). Runs in the user's transaction, and only if the user's link and
+/// the outbox's writes (and with `same_read`, the last read too) are still as in `user`: answers
+/// false, changing nothing, when they are not.
+pub async fn apply(relay: &Relay, user: &User, contact: Option<Contact>, same_read: bool) -> ApiResult<bool> {
+    let (sub, now) = (user.sub.as_str(), now_ms());
+    let mut tx = relay.store.begin_user(sub).await?;
+    let current = tx.user().await?.unwrap_or_default();
+    if current.contact_id != user.contact_id || current.gen != user.gen || (same_read && current.fetched_at != user.fetched_at) {
+        return Ok(false);
+    }
     let contact = contact.filter(|c| {
         let other = c.sub.as_deref().is_some_and(|s| s != sub);
         if other {
@@ -274,13 +306,14 @@ pub fn apply(relay: &Relay, user: &User, contact: Option<Contact>) -> ApiResult<
     });
     let Some(c) = contact else {
         if let Some(old) = user.contact_id.as_deref() {
-            store.note_dropped_link(old, sub, now)?;
+            tx.note_dropped_link(old, now).await?;
         }
-        store.forget_contact(sub)?;
-        let ended = store.end_leases(sub, None, now)?;
-        relay.metrics.leases_ended(ended as u64);
+        tx.forget_contact().await?;
+        let ended = tx.end_leases(None, now).await?;
+        tx.commit().await?;
+        relay.metrics.leases_ended(ended);
         relay.metrics.hubspot_change("unlinked");
-        return Ok(());
+        return Ok(true);
     };
     if user.contact_id.as_deref() != Some(c.id.as_str()) {
         relay.metrics.hubspot_change("merged");
@@ -288,17 +321,23 @@ pub fn apply(relay: &Relay, user: &User, contact: Option<Contact>) -> ApiResult<
     if user.hubspot_email != c.email {
         relay.metrics.hubspot_change("email");
     }
-    store.save_contact(sub, &c.id, c.email.as_deref(), now)?;
-    let ended = store.end_leases(sub, c.email.as_deref(), now)?;
-    relay.metrics.leases_ended(ended as u64);
+    tx.save_contact(&c.id, c.email.as_deref(), now, false).await?;
+    let ended = tx.end_leases(c.email.as_deref(), now).await?;
     // The app is where users change their email: when HubSpot holds another, the app's goes back
     // (by contact id, through the outbox, once no page holds a lease on another email).
-    if let Some(app) = user.app_email.as_deref() {
-        if c.email.as_deref() != Some(app) && user.conflict_email.as_deref() != Some(app) {
-            relay.queue_change(sub, app, None, now)?;
+    let mut queued = false;
+    if let Some(app) = current.app_email.as_deref() {
+        if c.email.as_deref() != Some(app) && current.conflict_email.as_deref() != Some(app) {
+            let job = tx.job().await?;
+            queued = crate::relay::queue_in(&mut tx, job.as_ref(), app, None, now).await?;
         }
     }
-    Ok(())
+    tx.commit().await?;
+    relay.metrics.leases_ended(ended);
+    if queued {
+        relay.outbox_wake.notify_one();
+    }
+    Ok(true)
 }
 
 /// A restored contact: link it again to its user if that user has no contact now.
@@ -307,12 +346,15 @@ async fn restore(relay: &Relay, id: &str) -> Result<(), String> {
     let Some(sub) = c.sub.clone() else { return Ok(()) };
     let lock = relay.user_lock(&sub);
     let _g = lock.lock().await;
-    let Some(user) = relay.store.user(&sub).map_err(|e| e.to_string())? else { return Ok(()) };
-    if user.contact_id.is_some() || relay.store.erased(&sub).map_err(|e| e.to_string())? {
+    let Some(user) = relay.store.user(&sub).await.map_err(|e| e.to_string())? else { return Ok(()) };
+    if user.contact_id.is_some() || relay.store.erased(&sub).await.map_err(|e| e.to_string())? {
         return Ok(());
     }
-    relay.metrics.hubspot_change("restored");
-    apply(relay, &user, Some(c)).map_err(|e| e.to_string())
+    // Linked meanwhile (by an identify on another relay): nothing to restore.
+    if apply(relay, &user, Some(c), false).await.map_err(|e| e.to_string())? {
+        relay.metrics.hubspot_change("restored");
+    }
+    Ok(())
 }
 
 /// Reads up to 100 contacts by record id in one batch call. Ids HubSpot does not answer for
@@ -365,7 +407,7 @@ pub async fn reconcile(relay: Arc<Relay>) {
 pub async fn reconcile_round(relay: &Relay) -> Result<usize, String> {
     let now = now_ms();
     let older = now - relay.config.reconcile_secs as i64 * 1000;
-    let due = relay.store.reconcile_due(now, older, 1000).map_err(|e| e.to_string())?;
+    let due = relay.store.reconcile_due(now, older, 1000).await.map_err(|e| e.to_string())?;
     for chunk in due.chunks(100) {
         let ids: Vec<String> = chunk.iter().filter_map(|u| u.contact_id.clone()).collect();
         let read = read_ids(relay, &ids).await.map_err(|e| e.to_string())?;
@@ -374,11 +416,9 @@ pub async fn reconcile_round(relay: &Relay) -> Result<usize, String> {
             for u in chunk.iter().filter(|u| u.contact_id.as_deref() == Some(id.as_str())) {
                 let lock = relay.user_lock(&u.sub);
                 let _g = lock.lock().await;
-                // Only if nothing changed the user meanwhile (the outbox, a webhook, a page).
-                let Ok(Some(now_user)) = relay.store.user(&u.sub) else { continue };
-                if now_user.contact_id == u.contact_id && now_user.fetched_at == u.fetched_at {
-                    apply(relay, &now_user, contact.clone()).map_err(|e| e.to_string())?;
-                }
+                // Only if nothing changed the user meanwhile (the outbox, a webhook, a page): a
+                // user that changed is read again in a later round.
+                apply(relay, u, contact.clone(), true).await.map_err(|e| e.to_string())?;
             }
         }
     }

@@ -157,9 +157,9 @@ fn fuzz_request_bodies_inner() {
     let args = crate::helpers::serve_args("http://127.0.0.1:9", &db, &["--hubspot-budget-ms", "100", "--hubspot-timeout-ms", "100"]);
     let router = rt.block_on(async {
         let metrics = std::sync::Arc::new(hsq_relay::metrics::Metrics::default());
-        let store = hsq_relay::store::SqliteStore::open(&db).unwrap();
+        let store = hsq_relay::store::open(&db, 4).await.unwrap();
         let hubspot = hsq_relay::hubspot::HubSpot::new(&args.hubspot, metrics.clone(), Duration::from_millis(100)).unwrap();
-        let relay = hsq_relay::relay::Relay::new(std::sync::Arc::new(store), hubspot, std::sync::Arc::new(args), metrics);
+        let relay = hsq_relay::relay::Relay::new(store, hubspot, std::sync::Arc::new(args), metrics);
         hsq_relay::app(std::sync::Arc::new(relay))
     });
     let routes = prop::sample::select(vec![
@@ -193,7 +193,5 @@ fn fuzz_request_bodies_inner() {
     });
     drop(router);
     rt.shutdown_background();
-    for ext in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
-    }
+    crate::helpers::remove_db(&db);
 }

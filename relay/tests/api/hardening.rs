@@ -41,8 +41,9 @@ async fn f1_a_401_on_the_email_write_is_retried_alarmed_and_applied_later() {
         hubspot_email(&app, "u_a").await.as_deref() == Some("b@x.io")
     })
     .await;
+    // The outbox records the outcome just after HubSpot answered.
+    eventually("the job finished", 10, || async { app.get_user("u_a").await["lastJob"]["state"] == "done" }).await;
     let u = app.get_user("u_a").await;
-    assert_eq!(u["lastJob"]["state"], "done", "{u}");
     assert_eq!(u["lastError"], Value::Null, "{u}");
 }
 
@@ -72,8 +73,9 @@ async fn f1_a_property_hubspot_refuses_when_applied_never_blocks_the_email() {
     app.fault(json!({"path": "/crm/v3/objects/contacts/", "method": "PATCH", "status": 400, "count": 1})).await;
     app.put_user("u_q", json!({"email": "b@x.io", "properties": {"firstname": "Bea"}})).await.expect(202);
     eventually("the email applied alone", 10, || async { hubspot_email(&app, "u_q").await.as_deref() == Some("b@x.io") }).await;
+    // The outbox records the outcome just after HubSpot answered.
+    eventually("the job finished", 10, || async { app.get_user("u_q").await["lastJob"]["state"] == "done" }).await;
     let u = app.get_user("u_q").await;
-    assert_eq!(u["lastJob"]["state"], "done", "{u}");
     assert!(u["lastError"].as_str().is_some_and(|e| e.contains("properties were not applied")), "{u}");
 }
 
@@ -87,7 +89,7 @@ async fn f1_a_put_after_a_refused_change_queues_it_again_and_says_so() {
     let r = app.put_user("u_r", json!({"email": "b@x.io"})).await.expect(202);
     assert_eq!(r["queued"], true, "{r}");
     eventually("the change applied", 10, || async { hubspot_email(&app, "u_r").await.as_deref() == Some("b@x.io") }).await;
-    assert_eq!(app.get_user("u_r").await["lastJob"]["state"], "done");
+    eventually("the job finished", 10, || async { app.get_user("u_r").await["lastJob"]["state"] == "done" }).await;
     let r = app.put_user("u_r", json!({"email": "b@x.io"})).await.expect(202);
     assert_eq!(r["queued"], false, "{r}");
     assert!(r["reason"].as_str().is_some_and(|s| s.contains("already")), "a PUT that queues nothing says why: {r}");
@@ -337,23 +339,27 @@ async fn f12_lease_endpoints_are_rate_limited_per_client() {
 
 #[tokio::test]
 async fn f8_dead_leases_and_stale_utk_bindings_are_pruned_and_live_leases_are_counted_by_index() {
-    use hsq_relay::store::{SqliteStore, Store, LEASE_KEEP_MS, UTK_KEEP_MS};
-    let db = temp_db();
-    let s = SqliteStore::open(&db).unwrap();
+    use hsq_relay::store::{Retention, LEASE_KEEP_MS, UTK_KEEP_MS};
+    let db = temp_sqlite();
+    let s = hsq_relay::store::open(&db, 2).await.unwrap();
     let now = 1_800_000_000_000i64;
-    s.issue_lease("l_live", "u", "a@x.io", now + 60_000).unwrap();
-    s.issue_lease("l_released", "u", "a@x.io", now + 60_000).unwrap();
-    s.release_lease("l_released").unwrap();
-    s.issue_lease("l_old", "u", "a@x.io", now - LEASE_KEEP_MS - 1).unwrap();
-    s.issue_lease("l_recent", "u", "a@x.io", now - 1000).unwrap();
-    s.bind_utk(&utk(1), "u", now - UTK_KEEP_MS - 1).unwrap();
-    s.bind_utk(&utk(2), "u", now - 1000).unwrap();
-    let p = s.prune(now).unwrap();
+    let mut tx = s.begin_user("u").await.unwrap();
+    tx.issue_lease("l_live", "a@x.io", now + 60_000).await.unwrap();
+    tx.issue_lease("l_released", "a@x.io", now + 60_000).await.unwrap();
+    tx.issue_lease("l_old", "a@x.io", now - LEASE_KEEP_MS - 1).await.unwrap();
+    tx.issue_lease("l_recent", "a@x.io", now - 1000).await.unwrap();
+    tx.commit().await.unwrap();
+    s.release_lease("l_released", now).await.unwrap();
+    s.bind_utk(&utk(1), "u", now - UTK_KEEP_MS - 1).await.unwrap();
+    s.bind_utk(&utk(2), "u", now - 1000).await.unwrap();
+    let p = s.prune(now, Retention::default()).await.unwrap();
     assert_eq!((p.leases, p.utk_bindings), (2, 1), "{p:?}");
-    assert_eq!(s.live_leases(now).unwrap(), 1);
-    assert!(s.renew_lease("l_live", "u", "a@x.io", now, now + 120_000).unwrap(), "a live lease survives");
-    assert_eq!(s.bind_utk(&utk(1), "v", now).unwrap(), None, "the stale binding is gone");
-    assert_eq!(s.bind_utk(&utk(2), "v", now).unwrap().as_deref(), Some("u"), "a recent binding stays");
+    assert_eq!(s.live_leases(now).await.unwrap(), 1);
+    let mut tx = s.begin_user("u").await.unwrap();
+    assert!(tx.renew_lease("l_live", "a@x.io", now, now + 120_000).await.unwrap(), "a live lease survives");
+    tx.commit().await.unwrap();
+    assert_eq!(s.bind_utk(&utk(1), "v", now).await.unwrap(), None, "the stale binding is gone");
+    assert_eq!(s.bind_utk(&utk(2), "v", now).await.unwrap().as_deref(), Some("u"), "a recent binding stays");
 
     // What /metrics and the prune ask for is answered from an index, not a scan of every lease.
     let c = rusqlite::Connection::open(&db).unwrap();
@@ -366,7 +372,5 @@ async fn f8_dead_leases_and_stale_utk_bindings_are_pruned_and_live_leases_are_co
         assert!(p.contains("USING") && p.contains("INDEX"), "{sql}: {p}");
     }
     drop(s);
-    for ext in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
-    }
+    remove_db(&db);
 }

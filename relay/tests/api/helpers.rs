@@ -1,11 +1,12 @@
-//! `TestApp`: a relay on port 0 in front of a fresh hubspot-sim, with a fresh SQLite file.
+//! `TestApp`: a relay on port 0 in front of a fresh hubspot-sim, with a fresh database: a SQLite
+//! file, or with `HSQ_TEST_DB=postgres` a fresh database in a temporary PostgreSQL cluster that
+//! this test binary starts once (see `pg.rs`).
 
 use clap::Parser;
 use hsq_relay::config::{Cli, Command, ServeArgs};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
@@ -15,9 +16,29 @@ pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
-pub fn temp_db() -> PathBuf {
+/// Whether this run puts the relay on PostgreSQL (`HSQ_TEST_DB=postgres`) instead of SQLite.
+pub fn on_postgres() -> bool {
+    std::env::var("HSQ_TEST_DB").is_ok_and(|v| v == "postgres")
+}
+
+/// A fresh database for one test: `HSQ_DB` as the relay takes it.
+pub fn temp_db() -> String {
+    if on_postgres() { crate::pg::fresh_database() } else { temp_sqlite() }
+}
+
+/// A fresh SQLite file, whatever the run's store.
+pub fn temp_sqlite() -> String {
     let r: u64 = rand::random();
-    std::env::temp_dir().join(format!("hsq-relay-test-{r:016x}.db"))
+    std::env::temp_dir().join(format!("hsq-relay-test-{r:016x}.db")).display().to_string()
+}
+
+/// Deletes a SQLite database's files (a PostgreSQL one goes with its cluster).
+pub fn remove_db(db: &str) {
+    if !db.starts_with("postgres") {
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{db}{ext}"));
+        }
+    }
 }
 
 /// Signs an assertion as the app's backend would.
@@ -73,7 +94,7 @@ pub async fn start_sim(extra: &[&str]) -> Sim {
     Sim { url, _running: running }
 }
 
-pub fn serve_args(sim_url: &str, db: &std::path::Path, extra: &[&str]) -> ServeArgs {
+pub fn serve_args(sim_url: &str, db: &str, extra: &[&str]) -> ServeArgs {
     let mut argv = vec![
         "hsq-relay".to_string(),
         "serve".into(),
@@ -88,7 +109,7 @@ pub fn serve_args(sim_url: &str, db: &std::path::Path, extra: &[&str]) -> ServeA
         "--admin-token".into(),
         ADMIN.into(),
         "--db".into(),
-        db.display().to_string(),
+        db.to_string(),
         "--allowed-origins".into(),
         "http://app.test".into(),
     ];
@@ -106,7 +127,7 @@ pub struct TestApp {
     pub url: String,
     pub sim: Sim,
     pub http: reqwest::Client,
-    pub db: PathBuf,
+    pub db: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -115,9 +136,7 @@ impl Drop for TestApp {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        for ext in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{ext}", self.db.display()));
-        }
+        remove_db(&self.db);
     }
 }
 

@@ -1,4 +1,5 @@
-//! The relay against hubspot-sim over real HTTP, with real SQLite. One test binary.
+//! The relay against hubspot-sim over real HTTP, with real SQLite (or PostgreSQL with
+//! `HSQ_TEST_DB=postgres`; `multi_relay` always runs on PostgreSQL). One test binary.
 
 mod crash;
 mod email_change;
@@ -9,5 +10,8 @@ mod helpers;
 mod hubspot_changes;
 mod identity;
 mod input;
+mod multi_relay;
 mod openapi;
+mod pg;
+mod plans;
 mod sync;

@@ -3,12 +3,11 @@
 use crate::helpers::*;
 use clap::Parser;
 use hsq_relay::config::{Cli, Command, HubSpotArgs, SyncArgs};
-use hsq_relay::store::{SqliteStore, Store};
 use serde_json::{json, Value};
 use std::io::Write;
 
-fn sync_args(sim: &str, file: &std::path::Path, db: &std::path::Path, rate: &str) -> SyncArgs {
-    let argv = ["hsq-relay", "sync", "--hubspot-access-token", "T", "--hubspot-api-base", sim, "--hubspot-rate-limit", rate, "--db", &db.display().to_string(), "--no-progress", &file.display().to_string()];
+fn sync_args(sim: &str, file: &std::path::Path, db: &str, rate: &str) -> SyncArgs {
+    let argv = ["hsq-relay", "sync", "--hubspot-access-token", "T", "--hubspot-api-base", sim, "--hubspot-rate-limit", rate, "--db", db, "--no-progress", &file.display().to_string()];
     match Cli::parse_from(argv).command {
         Command::Sync(a) => a,
         _ => unreachable!(),
@@ -19,7 +18,7 @@ fn sync_args(sim: &str, file: &std::path::Path, db: &std::path::Path, rate: &str
 async fn init_creates_the_unique_property_once_and_refuses_a_non_unique_one() {
     let sim = hubspot_sim::spawn(<hubspot_sim::Cli as Parser>::parse_from(["s", "--token", "T", "--rate-limit", "0"])).await.unwrap();
     let args = |prop: &str| match Cli::parse_from(["hsq-relay", "init", "--hubspot-access-token", "T", "--hubspot-api-base", &sim.url, "--id-property", prop]).command {
-        Command::Init(a) => a,
+        Command::Init(a) => a.hubspot,
         _ => unreachable!(),
     };
     let a: HubSpotArgs = args("hsq_user_id");
@@ -42,7 +41,7 @@ async fn sync_upserts_by_the_unique_property_reports_bad_rows_and_conflicts_and_
         .send()
         .await
         .unwrap();
-    let file = temp_db().with_extension("csv");
+    let file = std::path::PathBuf::from(temp_sqlite()).with_extension("csv");
     let mut f = std::fs::File::create(&file).unwrap();
     writeln!(f, "sub,email,firstname,lastname").unwrap();
     for i in 0..250 {
@@ -64,20 +63,20 @@ async fn sync_upserts_by_the_unique_property_reports_bad_rows_and_conflicts_and_
         let args = args.clone();
         async move { hsq_relay::sync::sync(&args).await }
     });
-    let store = SqliteStore::open(&db).unwrap();
+    let store = hsq_relay::store::open(&db, 2).await.unwrap();
     let key = {
         let text = std::fs::read(&file).unwrap();
         let h = text.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3));
         format!("{}:{h:016x}", file.display())
     };
     eventually("the first batch to be saved", 30, || {
-        let p = store.sync_progress(&key).unwrap();
-        async move { p.line > 0 }
+        let (store, key) = (store.clone(), key.clone());
+        async move { store.sync_progress(&key).await.unwrap().line > 0 }
     })
     .await;
     run.abort();
     let _ = run.await;
-    let first = store.sync_progress(&key).unwrap();
+    let first = store.sync_progress(&key).await.unwrap();
     assert!(first.line > 0 && first.line < 251, "interrupted in the middle: {first:?}");
 
     let summary = hsq_relay::sync::sync(&sync_args(&sim.url, &file, &db, "100")).await.unwrap();
@@ -91,7 +90,7 @@ async fn sync_upserts_by_the_unique_property_reports_bad_rows_and_conflicts_and_
     let u7 = contacts["contacts"].as_array().unwrap().iter().find(|c| c["properties"]["hsq_user_id"] == "u7").unwrap();
     assert_eq!((u7["email"].as_str(), u7["properties"]["firstname"].as_str()), (Some("u7@x.io"), Some("First7")));
     // The relay's cache was warmed: u7 is known without a read.
-    assert_eq!(store.user("u7").unwrap().unwrap().contact_id.as_deref(), u7["id"].as_str());
+    assert_eq!(store.user("u7").await.unwrap().unwrap().contact_id.as_deref(), u7["id"].as_str());
 
     // A second run of the same file has nothing left to do.
     let again = hsq_relay::sync::sync(&sync_args(&sim.url, &file, &db, "100")).await.unwrap();
