@@ -101,6 +101,10 @@ pub const UTK_KEEP_MS: i64 = 400 * 86_400_000;
 /// Applied (`done`) outbox jobs are kept this long for `GET /v1/users/{sub}`.
 pub const JOB_KEEP_MS: i64 = 7 * 86_400_000;
 
+/// Processed webhook events are kept this long, so a delivery HubSpot retries (for up to a day)
+/// is still recognised as a duplicate; dropped links as long, for a late privacy deletion.
+pub const WEBHOOK_KEEP_MS: i64 = 3 * 86_400_000;
+
 /// How long pruned rows are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -110,11 +114,13 @@ pub struct Retention {
     pub utk_ms: i64,
     /// Applied (`done`) outbox jobs older than this are deleted.
     pub jobs_ms: i64,
+    /// Processed webhook events and dropped links older than this are deleted.
+    pub webhooks_ms: i64,
 }
 
 impl Default for Retention {
     fn default() -> Self {
-        Retention { leases_ms: LEASE_KEEP_MS, utk_ms: UTK_KEEP_MS, jobs_ms: JOB_KEEP_MS }
+        Retention { leases_ms: LEASE_KEEP_MS, utk_ms: UTK_KEEP_MS, jobs_ms: JOB_KEEP_MS, webhooks_ms: WEBHOOK_KEEP_MS }
     }
 }
 
@@ -125,6 +131,8 @@ pub struct Pruned {
     pub utk_bindings: u64,
     pub jobs: u64,
     pub chat_tokens: u64,
+    /// Processed webhook events and dropped links.
+    pub webhook_events: u64,
 }
 
 /// Where the relay keeps what must survive a restart.
@@ -162,8 +170,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn save_chat_token(&self, email: &str, token: &str, exp: i64) -> StoreResult<()>;
     async fn sync_progress(&self, key: &str) -> StoreResult<SyncProgress>;
     async fn save_sync_progress(&self, key: &str, p: SyncProgress) -> StoreResult<()>;
-    /// Deletes ended leases, old utk bindings, old applied jobs and expired chat tokens, in bounded
-    /// batches.
+    /// Deletes ended leases, old utk bindings, old applied jobs, expired chat tokens, and old
+    /// processed webhook events and dropped links, in bounded batches.
     async fn prune(&self, now: i64, keep: Retention) -> StoreResult<Pruned>;
     /// Begins a transaction that holds the user's lock (on PostgreSQL an advisory lock every
     /// relay sees; on SQLite the database's one writer). Dropped without `commit`, it rolls back.
@@ -1062,15 +1070,17 @@ impl Store for SqlStore {
         // Batches of at most 5,000 rows, each its own short statement on a connection taken for
         // it, so a large backlog never holds the writer (or row locks) for long; each range is
         // read from an index.
-        const BATCHES: [&str; 4] = [
+        const BATCHES: [&str; 6] = [
             "DELETE FROM leases WHERE id IN (SELECT id FROM leases WHERE released = 1 UNION ALL
              SELECT id FROM leases WHERE released = 0 AND expires_at < $1 LIMIT 5000)",
             "DELETE FROM utk_bindings WHERE utk IN (SELECT utk FROM utk_bindings WHERE at < $1 LIMIT 5000)",
             "DELETE FROM outbox WHERE sub IN (SELECT sub FROM outbox WHERE state = 'done' AND updated_at < $1 LIMIT 5000)",
             "DELETE FROM chat_tokens WHERE email IN (SELECT email FROM chat_tokens WHERE exp < $1 LIMIT 5000)",
+            "DELETE FROM webhook_events WHERE key IN (SELECT key FROM webhook_events WHERE received_at < $1 AND next_at IS NULL LIMIT 5000)",
+            "DELETE FROM dropped_links WHERE contact_id IN (SELECT contact_id FROM dropped_links WHERE at < $1 LIMIT 5000)",
         ];
-        let cutoffs = [now - keep.leases_ms, now - keep.utk_ms, now - keep.jobs_ms, now];
-        let mut counts = [0u64; 4];
+        let cutoffs = [now - keep.leases_ms, now - keep.utk_ms, now - keep.jobs_ms, now, now - keep.webhooks_ms, now - keep.webhooks_ms];
+        let mut counts = [0u64; 6];
         for (i, sql) in BATCHES.iter().enumerate() {
             loop {
                 let n = self.write().await?.exec(sql, vec![cutoffs[i].into()]).await?;
@@ -1080,7 +1090,7 @@ impl Store for SqlStore {
                 }
             }
         }
-        Ok(Pruned { leases: counts[0], utk_bindings: counts[1], jobs: counts[2], chat_tokens: counts[3] })
+        Ok(Pruned { leases: counts[0], utk_bindings: counts[1], jobs: counts[2], chat_tokens: counts[3], webhook_events: counts[4] + counts[5] })
     }
 
     async fn clear_claims(&self) -> StoreResult<u64> {
@@ -1340,12 +1350,32 @@ mod tests {
         tx.commit().await.unwrap();
         s.bind_utk("t-old", "u", 10).await.unwrap();
         s.bind_utk("t-new", "u", 5 * day).await.unwrap();
-        let keep = Retention { leases_ms: day, utk_ms: 2 * day, jobs_ms: 3 * day };
+        let keep = Retention { leases_ms: day, utk_ms: 2 * day, jobs_ms: 3 * day, webhooks_ms: 2 * day };
         let p = s.prune(5 * day, keep).await.unwrap();
         assert_eq!((p.leases, p.utk_bindings, p.jobs), (1, 1, 1));
         assert_eq!(s.release_lease("live", 4 * day).await.unwrap().as_deref(), Some("u"));
         assert_eq!(s.prune(5 * day, keep).await.unwrap().leases, 1, "a released lease goes at once");
         assert_eq!(s.bind_utk("t-new", "v", 5 * day).await.unwrap().as_deref(), Some("u"), "a recent binding stays");
         assert_eq!(s.prune(5 * day, keep).await.unwrap(), Pruned::default());
+    }
+
+    #[tokio::test]
+    async fn prune_deletes_processed_webhook_events_and_old_dropped_links_only() {
+        let s = store().await;
+        let day = 86_400_000;
+        let events = [("done".to_string(), "{}".to_string()), ("due".to_string(), "{}".to_string())];
+        s.put_webhook_events(&events, 10).await.unwrap();
+        s.put_webhook_events(&[("recent".into(), "{}".into())], 4 * day).await.unwrap();
+        s.finish_webhook_event("done", None, None).await.unwrap();
+        s.finish_webhook_event("recent", None, None).await.unwrap();
+        s.finish_webhook_event("due", Some(6 * day), Some("HubSpot down")).await.unwrap();
+        s.note_dropped_link("7", "u", 10).await.unwrap();
+        s.note_dropped_link("8", "v", 4 * day).await.unwrap();
+        let keep = Retention { webhooks_ms: 2 * day, ..Retention::default() };
+        assert_eq!(s.prune(5 * day, keep).await.unwrap().webhook_events, 2, "the old processed event and the old link");
+        assert_eq!(s.put_webhook_events(&[("recent".into(), "{}".into())], 5 * day).await.unwrap(), 0, "a recent one still deduplicates");
+        assert_eq!(s.due_webhook_events(6 * day, 10).await.unwrap().len(), 1, "an event still due stays");
+        assert_eq!(s.dropped_link("7").await.unwrap(), None);
+        assert_eq!(s.dropped_link("8").await.unwrap().as_deref(), Some("v"));
     }
 }
