@@ -506,7 +506,21 @@ impl SqlStore {
         let pool = tokio::task::spawn_blocking(move || -> StoreResult<SqlitePool> {
             let pool = r2d2::Pool::builder().max_size(size).test_on_check_out(false).build(manager)?;
             let mut c = pool.get()?;
-            embedded::migrations::runner().run(&mut *c)?;
+            // SQLite has no advisory lock: two processes (or pools) opening a new file at once may
+            // both apply a migration; the second fails (a table or column that exists, or the
+            // history row's unique key) and its transaction rolls back. Run again: it finds the
+            // migration applied. A migration that really fails fails every time.
+            let mut tries = 0;
+            loop {
+                match embedded::migrations::runner().run(&mut *c) {
+                    Ok(_) => break,
+                    Err(_) if tries < 5 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(50 * tries));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             Ok(pool)
         })
         .await
