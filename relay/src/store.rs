@@ -192,6 +192,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn put_webhook_events(&self, events: &[(String, String)], now: i64) -> StoreResult<u64>;
     /// Up to `limit` stored events due for processing: `(key, JSON, attempts)`, in the order received.
     async fn due_webhook_events(&self, now: i64, limit: i64) -> StoreResult<Vec<(String, String, i64)>>;
+    /// Claims up to `limit` due events until `until` (ms) and returns them like
+    /// `due_webhook_events`. Events another relay holds are skipped; a claim that runs out (its
+    /// relay died) makes the event due again.
+    async fn claim_webhook_events(&self, now: i64, limit: i64, until: i64) -> StoreResult<Vec<(String, String, i64)>>;
     /// Marks an event processed (`next_at` None) or puts it off until `next_at`.
     async fn finish_webhook_event(&self, key: &str, next_at: Option<i64>, error: Option<&str>) -> StoreResult<()>;
     /// Users with a contact and a live lease whose contact was last read before `older_than`.
@@ -1161,6 +1165,23 @@ impl Store for SqlStore {
         Ok(rows.iter().filter_map(|r| Some((r[0].text()?, r[1].text()?, r[2].int().unwrap_or(0)))).collect())
     }
 
+    async fn claim_webhook_events(&self, now: i64, limit: i64, until: i64) -> StoreResult<Vec<(String, String, i64)>> {
+        const PG: &str = "UPDATE webhook_events SET next_at = $3
+             WHERE key IN (SELECT key FROM webhook_events WHERE next_at IS NOT NULL AND next_at <= $1
+                           ORDER BY received_at, pos LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING key, body, attempts, received_at, pos";
+        // SQLite has one writer at a time: the same statement without row locks is as exclusive.
+        const LITE: &str = "UPDATE webhook_events SET next_at = $3
+             WHERE key IN (SELECT key FROM webhook_events WHERE next_at IS NOT NULL AND next_at <= $1
+                           ORDER BY received_at, pos LIMIT $2)
+             RETURNING key, body, attempts, received_at, pos";
+        let sql = if self.is_pg() { PG } else { LITE };
+        let mut rows = self.write().await?.query(sql, vec![now.into(), limit.into(), until.into()]).await?;
+        // RETURNING keeps no order: put them back in the order received.
+        rows.sort_by_key(|r| (r[3].int(), r[4].int()));
+        Ok(rows.iter().filter_map(|r| Some((r[0].text()?, r[1].text()?, r[2].int().unwrap_or(0)))).collect())
+    }
+
     async fn finish_webhook_event(&self, key: &str, next_at: Option<i64>, error: Option<&str>) -> StoreResult<()> {
         self.write()
             .await?
@@ -1310,6 +1331,10 @@ mod tests {
         assert_eq!(s.put_webhook_events(&[("k2".into(), "[]".into())], 6).await.unwrap(), 0, "a duplicate delivery adds nothing");
         let due = s.due_webhook_events(10, 10).await.unwrap();
         assert_eq!(due.iter().map(|d| d.0.as_str()).collect::<Vec<_>>(), ["k1", "k2"], "in the order received");
+        let claimed = s.claim_webhook_events(10, 10, 50).await.unwrap();
+        assert_eq!(claimed, due, "claimed in the order received");
+        assert!(s.claim_webhook_events(10, 10, 50).await.unwrap().is_empty(), "a claimed event is not claimed again");
+        assert_eq!(s.claim_webhook_events(50, 1, 90).await.unwrap().len(), 1, "a claim that ran out is taken again");
         s.finish_webhook_event(&due[0].0, None, None).await.unwrap();
         s.finish_webhook_event(&due[1].0, Some(100), Some("HubSpot down")).await.unwrap();
         assert!(s.due_webhook_events(10, 10).await.unwrap().is_empty());

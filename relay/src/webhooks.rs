@@ -151,6 +151,10 @@ pub async fn receive(State(s): State<AppState>, uri: Uri, headers: HeaderMap, bo
     Ok(Json(json!({ "received": events.len(), "new": new })))
 }
 
+/// Events claimed per round, and for how long (their HubSpot reads may wait for the rate limit).
+const CLAIM_BATCH: i64 = 20;
+const CLAIM_MS: i64 = 120_000;
+
 fn backoff_ms(attempts: i64) -> i64 {
     (1000i64 << attempts.clamp(0, 8)).min(300_000)
 }
@@ -160,7 +164,9 @@ fn backoff_ms(attempts: i64) -> i64 {
 pub async fn run(relay: Arc<Relay>) {
     loop {
         let now = now_ms();
-        let due = relay.store.due_webhook_events(now, 100).await.unwrap_or_else(|e| {
+        // Claimed, so relays sharing the database do not apply the same events at once; a relay
+        // that dies leaves its claim to run out.
+        let due = relay.store.claim_webhook_events(now, CLAIM_BATCH, now + CLAIM_MS).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "webhooks: cannot read stored events");
             Vec::new()
         });
