@@ -280,15 +280,18 @@ pub async fn refresh(relay: &Relay, sub: &str) -> Result<(), String> {
     // transaction that the user is still as read.
     let lock = relay.user_lock(sub);
     let _g = lock.lock().await;
-    let Some(user) = relay.store.user(sub).await.map_err(|e| e.to_string())? else { return Ok(()) };
-    let Some(id) = user.contact_id.clone() else { return Ok(()) };
-    let contact = relay.hubspot.read_id(&id, Retry::background()).await.map_err(|e| e.to_string())?;
-    if apply(relay, &user, contact, false).await.map_err(|e| e.to_string())? {
-        Ok(())
-    } else {
-        // Another relay or the outbox changed the user while HubSpot was read: read again later.
-        Err("the user changed while HubSpot was read; read again".into())
+    // Another relay or the outbox may change the user while HubSpot is read (the outbox counts its
+    // claims in `gen`): read both again at once, rather than put the event off with a backoff.
+    for _ in 0..5 {
+        let Some(user) = relay.store.user(sub).await.map_err(|e| e.to_string())? else { return Ok(()) };
+        let Some(id) = user.contact_id.clone() else { return Ok(()) };
+        let contact = relay.hubspot.read_id(&id, Retry::background()).await.map_err(|e| e.to_string())?;
+        if apply(relay, &user, contact, false).await.map_err(|e| e.to_string())? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    Err("the user kept changing while HubSpot was read; read again later".into())
 }
 
 /// Applies a contact as HubSpot holds it now to a user read before HubSpot was (the caller holds
