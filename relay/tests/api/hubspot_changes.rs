@@ -109,8 +109,8 @@ async fn a_merge_delivered_out_of_order_and_twice_moves_the_user_to_the_new_reco
     assert_eq!((r["state"].as_str(), r["contactId"].as_str()), (Some("confirmed"), Some(new_id.as_str())));
     assert_eq!(app.contacts().await.len(), 1);
     assert_eq!(app.calls("POST /crm/v3/objects/contacts 201").await, 2, "the relay's first and the one merged in; none after");
-    let log = app.sim_get("/__sim/webhooks").await;
-    assert!(log["delivered"].as_u64().unwrap() >= 2, "{log}");
+    // The shuffled deliveries need not all have arrived when the user followed the merge.
+    eventually("at least two deliveries", 10, || async { app.sim_get("/__sim/webhooks").await["delivered"].as_u64().unwrap_or(0) >= 2 }).await;
     eventually("duplicates arrived and were ignored", 10, || async {
         app.metric("webhook_events_received").await > app.metric("webhook_events_new").await
     })
