@@ -11,6 +11,7 @@ import os from "node:os";
 import { ROOT, launchBrowser } from "../tests/e2e/helpers.mjs";
 import { startStack } from "./stack.mjs";
 import { runRace, describe } from "./race.mjs";
+import { VARIANTS, runEditsRace, editsRow } from "./race-hubspot-edits.mjs";
 
 const USERS = Number(process.env.BENCH_USERS || 200);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY || 8);
@@ -42,6 +43,14 @@ for (const [mode, cpuThrottle] of [["naive", 1], ["hsq", 1], ...THROTTLE.map((t)
     if (mode === "hsq" && r.problems.length) console.error(describe(r));
   } finally {
     await stack.stop();
+  }
+}
+// The race with HubSpot-side edits, four variants (BENCH_EDITS=0 skips it).
+if (process.env.BENCH_EDITS !== "0") {
+  for (const variant of VARIANTS) {
+    console.error(`race with HubSpot-side edits: ${USERS} users, ${variant}...`);
+    const r = await runEditsRace({ browser, variant, users: USERS, concurrency: CONCURRENCY, profile: "release", settleMs: 180000 });
+    add(editsRow(r, USERS));
   }
 }
 await browser.close();

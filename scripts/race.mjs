@@ -129,18 +129,42 @@ async function spa(page, href) {
   await new Promise((r) => setTimeout(r, PACE_MS));
 }
 
+/**
+ * HubSpot-side edits (the `hubspotEdits` mode): while the user browses, a marketer edits the
+ * email of every second user's contact directly in HubSpot, and merges a lead contact into every
+ * fourth user's (offset by one). Answers what it did, or null for users left alone.
+ */
+export async function editInHubSpot(stack, sub, index) {
+  const kind = index % 2 === 0 ? "edit" : index % 4 === 1 ? "merge" : null;
+  if (!kind) return null;
+  const api = (method, p, body) =>
+    fetch(`${stack.sim.url}${p}`, { method, headers: { authorization: `Bearer ${stack.token}`, "content-type": "application/json" }, body: body && JSON.stringify(body) });
+  const contact = await until(async () => {
+    const u = (await stack.demo.report()).users.find((x) => x.sub === sub);
+    return u?.contacts[0];
+  }, `${sub}: a contact to edit`, 20000, REPORT_EVERY_MS).catch(() => null);
+  if (!contact) return null;
+  if (kind === "edit") {
+    await api("PATCH", `/crm/v3/objects/contacts/${contact.id}`, { properties: { email: `${sub}-edited-in-hubspot@example.com` } });
+  } else {
+    const lead = await (await api("POST", "/crm/v3/objects/contacts", { properties: { email: `${sub}-lead@example.com` } })).json();
+    await api("POST", "/crm/v3/objects/contacts/merge", { primaryObjectId: contact.id, objectIdToMerge: lead.id });
+  }
+  return kind;
+}
+
 /** One user's session; answers its browser context, its first tab and the page views it made. */
-async function session({ browser, url, mode, sub, newEmail, errors, changed, log }) {
+async function session({ browser, url, mode, sub, newEmail, errors, changed, log, edit }) {
   const ctx = await browser.newContext();
   try {
-    return await browse(ctx, { url, mode, sub, newEmail, errors, changed, log });
+    return await browse(ctx, { url, mode, sub, newEmail, errors, changed, log, edit });
   } catch (e) {
     await ctx.close().catch(() => {});
     throw e;
   }
 }
 
-async function browse(ctx, { url, mode, sub, newEmail, errors, changed, log }) {
+async function browse(ctx, { url, mode, sub, newEmail, errors, changed, log, edit }) {
   const t1 = await openTab(ctx, "t1", { ...log, errors, sub });
   const t2 = await openTab(ctx, "t2", { ...log, errors, sub });
   const tabOf = (p) => (p === t1 ? "t1" : "t2");
@@ -165,6 +189,14 @@ async function browse(ctx, { url, mode, sub, newEmail, errors, changed, log }) {
   views++;
   await reloadView(t2);
   views++;
+  if (edit) {
+    // HubSpot-side edits: the user keeps browsing in both tabs meanwhile.
+    await edit();
+    await spaView(t2, "/app/billing");
+    views++;
+    await spaView(t1, "/app/");
+    views++;
+  }
   // The user changes their email in tab 1; the app's worker tells HubSpot (or the relay) later.
   await t1.fill("input[name=email]", newEmail);
   await t1.click("#email-form button");
@@ -214,7 +246,7 @@ async function comeBack({ stack, t1, sub, newEmail, made, waitMs, reloadView }) 
  * `concurrency` users at a time; `midway()` runs once half of them have changed their email.
  * `cpuThrottle` slows each tab's CPU down that many times (DevTools' CPU throttling).
  */
-export async function runRace({ browser, stack, mode, users, concurrency = 4, midway = null, settleMs = 90000, userSettleMs = 60000, cpuThrottle = 1 }) {
+export async function runRace({ browser, stack, mode, users, concurrency = 4, midway = null, settleMs = 90000, userSettleMs = 60000, cpuThrottle = 1, hubspotEdits = false }) {
   const url = stack.demo.url;
   const errors = [];
   const made = new Map();
@@ -226,6 +258,7 @@ export async function runRace({ browser, stack, mode, users, concurrency = 4, mi
     if (midway && !midwayRun && changedCount >= Math.ceil(users / 2)) midwayRun = midway();
   };
   const subs = Array.from({ length: users }, (_, i) => `${mode === "naive" ? "n" : "h"}-race${i}`);
+  const edits = { edit: 0, merge: 0 };
   const started = Date.now();
   // A pool of `concurrency` users at a time, each starting as another finishes.
   let next = 0;
@@ -234,7 +267,14 @@ export async function runRace({ browser, stack, mode, users, concurrency = 4, mi
       const sub = subs[next++];
       try {
         const newEmail = `${sub}-new@example.com`;
-        const o = await session({ browser, url, mode, sub, newEmail, errors, changed, log });
+        const index = subs.indexOf(sub);
+        const edit = hubspotEdits
+          ? async () => {
+              const k = await editInHubSpot(stack, sub, index);
+              if (k) edits[k]++;
+            }
+          : null;
+        const o = await session({ browser, url, mode, sub, newEmail, errors, changed, log, edit });
         // Each user's tabs close when the user is done (200 users' open tabs would swamp the
         // machine). A naive page holds nothing: a moment for its last hit, then close.
         try {
@@ -292,6 +332,7 @@ export async function runRace({ browser, stack, mode, users, concurrency = 4, mi
     extraViews: views.extra,
     problems: views.problems,
     pageErrors: errors,
+    hubspotEdits: edits,
     seconds: (Date.now() - started) / 1000,
     settleSeconds,
     cpuThrottle,

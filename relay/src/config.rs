@@ -143,6 +143,17 @@ pub struct ServeArgs {
     /// Identity requests allowed per second from one client address (0: no limit).
     #[arg(long = "rate-limit-per-ip", env = "HSQ_RATE_LIMIT_PER_IP", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub rate_limit_per_ip: u32,
+    /// The HubSpot app's client secret: enables `POST /v1/hubspot/webhooks` (signature v3).
+    #[arg(long = "hubspot-client-secret", env = "HSQ_HUBSPOT_CLIENT_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub hubspot_client_secret: Option<Secret>,
+    /// The relay's URL as HubSpot calls it (scheme, host, optional path prefix), when a proxy
+    /// sits in front; webhook signatures are checked over it. Default: `http://` + the Host header.
+    #[arg(long = "public-url", env = "HSQ_PUBLIC_URL", value_parser = parse_base)]
+    pub public_url: Option<String>,
+    /// Re-read from HubSpot, every this many seconds, the contacts of users that hold a live
+    /// lease and were not read for as long (batch reads of 100, at most 10 per round). 0: off.
+    #[arg(long = "reconcile-secs", env = "HSQ_RECONCILE_SECS", default_value_t = 60)]
+    pub reconcile_secs: u64,
     /// Every request is answered within this many milliseconds, or with 503 `timeout`.
     #[arg(long = "request-timeout-ms", env = "HSQ_REQUEST_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
     pub request_timeout_ms: u64,

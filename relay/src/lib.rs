@@ -15,6 +15,7 @@ pub mod relay;
 pub mod routes;
 pub mod store;
 pub mod sync;
+pub mod webhooks;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method};
@@ -89,6 +90,7 @@ pub fn app(relay: Arc<Relay>) -> axum::Router {
         .max_age(Duration::from_secs(600));
     let state = AppState { limiter: Arc::new(IpLimiter::new(config.rate_limit_per_ip)), relay: relay.clone() };
     routes::router()
+        .merge(webhooks::router())
         .with_state(state)
         .fallback(|| async { error::ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::from_fn_with_state(Duration::from_millis(config.request_timeout_ms), guard))
@@ -115,6 +117,8 @@ impl Application {
         let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on HSQ_ADDR {}", config.addr))?;
         let addr = listener.local_addr()?;
         tokio::spawn(outbox::run(relay.clone()));
+        tokio::spawn(webhooks::run(relay.clone()));
+        tokio::spawn(webhooks::reconcile(relay.clone()));
         tokio::spawn(outbox::prune(relay.clone()));
         Ok(Application { addr, router: app(relay.clone()), relay, listener })
     }

@@ -9,6 +9,8 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     hubspot: Mutex<BTreeMap<String, u64>>,
     states: Mutex<BTreeMap<&'static str, u64>>,
+    /// HubSpot-side changes: webhook events received / new, leases ended, changes applied.
+    changes: Mutex<BTreeMap<&'static str, u64>>,
     alarms: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -29,6 +31,36 @@ impl Metrics {
 
     pub fn ticket(&self, state: &'static str) {
         *self.states.lock().unwrap_or_else(|e| e.into_inner()).entry(state).or_default() += 1;
+    }
+
+    fn change(&self, key: &'static str, n: u64) {
+        *self.changes.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default() += n;
+    }
+
+    /// Webhook events received, and how many of them were not duplicates.
+    pub fn webhook_events(&self, received: u64, new: u64) {
+        self.change("webhook_events_received", received);
+        self.change("webhook_events_new", new);
+    }
+
+    /// Leases ended because HubSpot no longer holds their email for the user.
+    pub fn leases_ended(&self, n: u64) {
+        self.change("leases_ended", n);
+    }
+
+    /// A HubSpot-side change applied to a user: `email`, `merged`, `unlinked` or `restored`.
+    pub fn hubspot_change(&self, kind: &'static str) {
+        self.change(kind, 1);
+    }
+
+    /// Contacts read again by reconciliation.
+    pub fn hubspot_change_reads(&self, n: u64) {
+        self.change("reconcile_reads", n);
+    }
+
+    /// A HubSpot-side change counter by name (tests, the bench).
+    pub fn change_count(&self, key: &str) -> u64 {
+        self.changes.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied().unwrap_or(0)
     }
 
     /// HubSpot calls so far that ended with `status`.
@@ -54,6 +86,10 @@ impl Metrics {
         let _ = writeln!(out, "# HELP hsq_tickets_total Tickets issued by state.\n# TYPE hsq_tickets_total counter");
         for (state, n) in self.states.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = writeln!(out, "hsq_tickets_total{{state=\"{state}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP hsq_hubspot_changes_total HubSpot-side changes: webhook events, leases ended, changes applied, reconcile reads.\n# TYPE hsq_hubspot_changes_total counter");
+        for (kind, n) in self.changes.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "hsq_hubspot_changes_total{{kind=\"{kind}\"}} {n}");
         }
         let _ = writeln!(out, "# HELP hsq_alarms_total Conditions an operator must fix, by alarm (hubspot_auth: HubSpot refuses the access token).\n# TYPE hsq_alarms_total counter");
         let alarms = self.alarms.lock().unwrap_or_else(|e| e.into_inner());

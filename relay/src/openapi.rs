@@ -36,6 +36,7 @@ impl Modify for AdminAuth {
         crate::routes::healthz,
         crate::routes::metrics,
         crate::routes::openapi_json,
+        crate::webhooks::receive,
     ),
     components(schemas(ErrorBody)),
     modifiers(&AdminAuth)

@@ -60,6 +60,8 @@ pub struct Relay {
     pub metrics: Arc<Metrics>,
     /// Wakes the outbox worker (a change was queued or a lease released).
     pub outbox_wake: Notify,
+    /// Wakes the worker that applies HubSpot-side changes (webhook events were stored).
+    pub hubspot_wake: Notify,
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     /// This relay process, as it names itself on the outbox jobs it claims.
     pub instance: String,
@@ -123,6 +125,7 @@ impl Relay {
             config,
             metrics,
             outbox_wake: Notify::new(),
+            hubspot_wake: Notify::new(),
             locks: Mutex::new(HashMap::new()),
             instance: random_id("r_"),
             read_failures: Mutex::new(HashMap::new()),
@@ -212,6 +215,11 @@ impl Relay {
             chat: None,
             now: now / 1000,
         };
+        if self.store.erased(&claims.sub).await? {
+            // HubSpot deleted this user's contact for privacy: make none again (see webhooks.rs).
+            self.metrics.ticket("unknown");
+            return Ok(ticket);
+        }
         let fresh = user.contact_id.is_some() && user.fetched_at.is_some_and(|at| now - at < self.config.cache_secs as i64 * 1000);
         let outcome = match self.shared_failure(&claims.sub, started) {
             // The read this request waited for failed just now: share its outcome.
@@ -520,7 +528,7 @@ impl Relay {
 
 /// Queues the change in the user's transaction unless the same change is already queued or ended
 /// in a conflict (or was refused); answers whether it queued.
-async fn queue_in(tx: &mut UserTx, job: Option<&crate::store::Job>, email: &str, properties: Option<&Map<String, Value>>, now: i64) -> ApiResult<bool> {
+pub(crate) async fn queue_in(tx: &mut UserTx, job: Option<&crate::store::Job>, email: &str, properties: Option<&Map<String, Value>>, now: i64) -> ApiResult<bool> {
     if properties.is_none() {
         if let Some(job) = job {
             let same = job.to_email == email;

@@ -290,6 +290,8 @@ pub struct UserView {
     pending_jobs: Vec<Job>,
     last_job: Option<Job>,
     last_error: Option<String>,
+    /// HubSpot deleted the user's contact for privacy: no contact is made again until the app PUTs the user.
+    erased: bool,
 }
 
 /// `GET /healthz`.
@@ -334,6 +336,8 @@ pub async fn put_user(
     let user = relay.store.note_app_email(&sub, &email, now + SKEW_SECS * 1000, None, None).await?;
     // Checked and queued in the user's transaction: relays sharing the database see one order.
     let mut tx = relay.store.begin_user(&sub).await?;
+    // The app states the user again: a contact may be made again after a privacy deletion.
+    tx.set_erased(None).await?;
     let job = tx.job().await?;
     let stale_job = job.as_ref().is_some_and(|j| j.state == "pending" && j.to_email != email);
     let reason = if user.hubspot_email.as_deref() == Some(email.as_str()) && props.is_empty() && !stale_job {
@@ -376,6 +380,7 @@ pub async fn get_user(State(s): State<AppState>, sub: Result<Path<String>, PathR
         pending_jobs: job.iter().filter(|j| j.state == "pending").cloned().collect(),
         last_job: job,
         last_error: user.last_error,
+        erased: s.relay.store.erased(&sub).await?,
     }))
 }
 

@@ -101,6 +101,10 @@ pub const UTK_KEEP_MS: i64 = 400 * 86_400_000;
 /// Applied (`done`) outbox jobs are kept this long for `GET /v1/users/{sub}`.
 pub const JOB_KEEP_MS: i64 = 7 * 86_400_000;
 
+/// Processed webhook events are kept this long, so a delivery HubSpot retries (for up to a day)
+/// is still recognised as a duplicate; dropped links as long, for a late privacy deletion.
+pub const WEBHOOK_KEEP_MS: i64 = 3 * 86_400_000;
+
 /// How long pruned rows are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -110,11 +114,13 @@ pub struct Retention {
     pub utk_ms: i64,
     /// Applied (`done`) outbox jobs older than this are deleted.
     pub jobs_ms: i64,
+    /// Processed webhook events and dropped links older than this are deleted.
+    pub webhooks_ms: i64,
 }
 
 impl Default for Retention {
     fn default() -> Self {
-        Retention { leases_ms: LEASE_KEEP_MS, utk_ms: UTK_KEEP_MS, jobs_ms: JOB_KEEP_MS }
+        Retention { leases_ms: LEASE_KEEP_MS, utk_ms: UTK_KEEP_MS, jobs_ms: JOB_KEEP_MS, webhooks_ms: WEBHOOK_KEEP_MS }
     }
 }
 
@@ -125,6 +131,8 @@ pub struct Pruned {
     pub utk_bindings: u64,
     pub jobs: u64,
     pub chat_tokens: u64,
+    /// Processed webhook events and dropped links.
+    pub webhook_events: u64,
 }
 
 /// Where the relay keeps what must survive a restart.
@@ -162,8 +170,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn save_chat_token(&self, email: &str, token: &str, exp: i64) -> StoreResult<()>;
     async fn sync_progress(&self, key: &str) -> StoreResult<SyncProgress>;
     async fn save_sync_progress(&self, key: &str, p: SyncProgress) -> StoreResult<()>;
-    /// Deletes ended leases, old utk bindings, old applied jobs and expired chat tokens, in bounded
-    /// batches.
+    /// Deletes ended leases, old utk bindings, old applied jobs, expired chat tokens, and old
+    /// processed webhook events and dropped links, in bounded batches.
     async fn prune(&self, now: i64, keep: Retention) -> StoreResult<Pruned>;
     /// Begins a transaction that holds the user's lock (on PostgreSQL an advisory lock every
     /// relay sees; on SQLite the database's one writer). Dropped without `commit`, it rolls back.
@@ -171,6 +179,34 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Drops every claim on outbox jobs. Only for a database one relay owns (SQLite): after a
     /// crash its own claims would otherwise hold jobs until they run out.
     async fn clear_claims(&self) -> StoreResult<u64>;
+
+    // HubSpot-side changes (webhooks and reconciliation, see webhooks.rs). What changes a user's
+    // state is also on [`UserTx`], to run inside the user's transaction.
+    /// The users linked to any of these contact ids.
+    async fn users_by_contact(&self, contact_ids: &[String]) -> StoreResult<Vec<User>>;
+    /// Ends at once the live leases of `sub` on any email but `keep` (all of them when None).
+    /// Returns how many ended.
+    async fn end_leases(&self, sub: &str, keep: Option<&str>, now: i64) -> StoreResult<u64>;
+    /// Stores received webhook events `(key, JSON)` in one transaction; a key seen before is
+    /// ignored. Returns how many were new.
+    async fn put_webhook_events(&self, events: &[(String, String)], now: i64) -> StoreResult<u64>;
+    /// Up to `limit` stored events due for processing: `(key, JSON, attempts)`, in the order received.
+    async fn due_webhook_events(&self, now: i64, limit: i64) -> StoreResult<Vec<(String, String, i64)>>;
+    /// Claims up to `limit` due events until `until` (ms) and returns them like
+    /// `due_webhook_events`. Events another relay holds are skipped; a claim that runs out (its
+    /// relay died) makes the event due again.
+    async fn claim_webhook_events(&self, now: i64, limit: i64, until: i64) -> StoreResult<Vec<(String, String, i64)>>;
+    /// Marks an event processed (`next_at` None) or puts it off until `next_at`.
+    async fn finish_webhook_event(&self, key: &str, next_at: Option<i64>, error: Option<&str>) -> StoreResult<()>;
+    /// Users with a contact and a live lease whose contact was last read before `older_than`.
+    async fn reconcile_due(&self, now: i64, older_than: i64, limit: i64) -> StoreResult<Vec<User>>;
+    /// Marks (or clears) a user whose contact HubSpot deleted for privacy: no contact is made again.
+    async fn set_erased(&self, sub: &str, at: Option<i64>) -> StoreResult<()>;
+    async fn erased(&self, sub: &str) -> StoreResult<bool>;
+    /// Remembers that `sub` was linked to `contact_id` when HubSpot deleted that contact, so a
+    /// later event about it (a privacy deletion after the deletion) still finds the user.
+    async fn note_dropped_link(&self, contact_id: &str, sub: &str, at: i64) -> StoreResult<()>;
+    async fn dropped_link(&self, contact_id: &str) -> StoreResult<Option<String>>;
 }
 
 /// Opens the store `HSQ_DB` names and applies the migrations.
@@ -218,6 +254,12 @@ impl From<&String> for Val {
 impl From<Option<&str>> for Val {
     fn from(v: Option<&str>) -> Self {
         v.map_or(Val::Null, Val::from)
+    }
+}
+
+impl From<Option<i64>> for Val {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Val::Null, Val::Int)
     }
 }
 
@@ -468,7 +510,21 @@ impl SqlStore {
         let pool = tokio::task::spawn_blocking(move || -> StoreResult<SqlitePool> {
             let pool = r2d2::Pool::builder().max_size(size).test_on_check_out(false).build(manager)?;
             let mut c = pool.get()?;
-            embedded::migrations::runner().run(&mut *c)?;
+            // SQLite has no advisory lock: two processes (or pools) opening a new file at once may
+            // both apply a migration; the second fails (a table or column that exists, or the
+            // history row's unique key) and its transaction rolls back. Run again: it finds the
+            // migration applied. A migration that really fails fails every time.
+            let mut tries = 0;
+            loop {
+                match embedded::migrations::runner().run(&mut *c) {
+                    Ok(_) => break,
+                    Err(_) if tries < 5 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(50 * tries));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             Ok(pool)
         })
         .await
@@ -706,6 +762,43 @@ mod q {
         Ok(())
     }
 
+    // `CAST($n AS …) IS NULL`: PostgreSQL cannot type a parameter from `$n IS NULL` alone.
+    pub async fn end_leases(c: &mut dyn Conn, sub: &str, keep: Option<&str>, now: i64) -> StoreResult<u64> {
+        c.exec(
+            "UPDATE leases SET released = 1 WHERE sub = $1 AND released = 0 AND expires_at > $3 AND (CAST($2 AS TEXT) IS NULL OR email <> $2)",
+            vec![sub.into(), keep.into(), now.into()],
+        )
+        .await
+    }
+
+    pub async fn set_erased(c: &mut dyn Conn, sub: &str, at: Option<i64>) -> StoreResult<()> {
+        match at {
+            Some(at) => {
+                c.exec(
+                    "INSERT INTO erased_users (sub, at) VALUES ($1, $2) ON CONFLICT (sub) DO UPDATE SET at = excluded.at",
+                    vec![sub.into(), at.into()],
+                )
+                .await?
+            }
+            None => c.exec("DELETE FROM erased_users WHERE sub = $1", vec![sub.into()]).await?,
+        };
+        Ok(())
+    }
+
+    pub async fn erased(c: &mut dyn Conn, sub: &str) -> StoreResult<bool> {
+        Ok(!c.query("SELECT 1 FROM erased_users WHERE sub = $1", vec![sub.into()]).await?.is_empty())
+    }
+
+    pub async fn note_dropped_link(c: &mut dyn Conn, contact_id: &str, sub: &str, at: i64) -> StoreResult<()> {
+        c.exec(
+            "INSERT INTO dropped_links (contact_id, sub, at) VALUES ($1, $2, $3)
+             ON CONFLICT (contact_id) DO UPDATE SET sub = excluded.sub, at = excluded.at",
+            vec![contact_id.into(), sub.into(), at.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Drops this relay's claim on the user's job without touching its schedule.
     pub async fn unclaim_job(c: &mut dyn Conn, sub: &str, owner: &str) -> StoreResult<()> {
         c.exec("UPDATE outbox SET claimed_until = 0, claimed_by = NULL WHERE sub = $1 AND claimed_by = $2", vec![sub.into(), owner.into()])
@@ -782,6 +875,19 @@ impl UserTx {
     }
     pub async fn unclaim_job(&mut self, owner: &str) -> StoreResult<()> {
         q::unclaim_job(&mut *self.conn, &self.sub, owner).await
+    }
+    /// Ends the user's live leases on any email but `keep` (all when None); how many ended.
+    pub async fn end_leases(&mut self, keep: Option<&str>, now: i64) -> StoreResult<u64> {
+        q::end_leases(&mut *self.conn, &self.sub, keep, now).await
+    }
+    pub async fn set_erased(&mut self, at: Option<i64>) -> StoreResult<()> {
+        q::set_erased(&mut *self.conn, &self.sub, at).await
+    }
+    pub async fn erased(&mut self) -> StoreResult<bool> {
+        q::erased(&mut *self.conn, &self.sub).await
+    }
+    pub async fn note_dropped_link(&mut self, contact_id: &str, at: i64) -> StoreResult<()> {
+        q::note_dropped_link(&mut *self.conn, contact_id, &self.sub, at).await
     }
     pub async fn commit(mut self) -> StoreResult<()> {
         self.conn.exec("COMMIT", vec![]).await?;
@@ -982,15 +1088,17 @@ impl Store for SqlStore {
         // Batches of at most 5,000 rows, each its own short statement on a connection taken for
         // it, so a large backlog never holds the writer (or row locks) for long; each range is
         // read from an index.
-        const BATCHES: [&str; 4] = [
+        const BATCHES: [&str; 6] = [
             "DELETE FROM leases WHERE id IN (SELECT id FROM leases WHERE released = 1 UNION ALL
              SELECT id FROM leases WHERE released = 0 AND expires_at < $1 LIMIT 5000)",
             "DELETE FROM utk_bindings WHERE utk IN (SELECT utk FROM utk_bindings WHERE at < $1 LIMIT 5000)",
             "DELETE FROM outbox WHERE sub IN (SELECT sub FROM outbox WHERE state = 'done' AND updated_at < $1 LIMIT 5000)",
             "DELETE FROM chat_tokens WHERE email IN (SELECT email FROM chat_tokens WHERE exp < $1 LIMIT 5000)",
+            "DELETE FROM webhook_events WHERE key IN (SELECT key FROM webhook_events WHERE received_at < $1 AND next_at IS NULL LIMIT 5000)",
+            "DELETE FROM dropped_links WHERE contact_id IN (SELECT contact_id FROM dropped_links WHERE at < $1 LIMIT 5000)",
         ];
-        let cutoffs = [now - keep.leases_ms, now - keep.utk_ms, now - keep.jobs_ms, now];
-        let mut counts = [0u64; 4];
+        let cutoffs = [now - keep.leases_ms, now - keep.utk_ms, now - keep.jobs_ms, now, now - keep.webhooks_ms, now - keep.webhooks_ms];
+        let mut counts = [0u64; 6];
         for (i, sql) in BATCHES.iter().enumerate() {
             loop {
                 let n = self.write().await?.exec(sql, vec![cutoffs[i].into()]).await?;
@@ -1000,11 +1108,123 @@ impl Store for SqlStore {
                 }
             }
         }
-        Ok(Pruned { leases: counts[0], utk_bindings: counts[1], jobs: counts[2], chat_tokens: counts[3] })
+        Ok(Pruned { leases: counts[0], utk_bindings: counts[1], jobs: counts[2], chat_tokens: counts[3], webhook_events: counts[4] + counts[5] })
     }
 
     async fn clear_claims(&self) -> StoreResult<u64> {
         self.write().await?.exec("UPDATE outbox SET claimed_until = 0, claimed_by = NULL WHERE claimed_until > 0", vec![]).await
+    }
+
+    async fn users_by_contact(&self, contact_ids: &[String]) -> StoreResult<Vec<User>> {
+        const SQL: &str = "SELECT sub, contact_id, hubspot_email, fetched_at, app_email, app_email_at, firstname, lastname, conflict_email, conflict_with, last_error, gen FROM users WHERE contact_id = $1";
+        let mut c = self.read().await?;
+        let mut out: Vec<User> = Vec::new();
+        for id in contact_ids {
+            for u in c.query(SQL, vec![id.into()]).await?.iter().map(user_from) {
+                if !out.iter().any(|o| o.sub == u.sub) {
+                    out.push(u);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn end_leases(&self, sub: &str, keep: Option<&str>, now: i64) -> StoreResult<u64> {
+        q::end_leases(&mut *self.write().await?, sub, keep, now).await
+    }
+
+    async fn put_webhook_events(&self, events: &[(String, String)], now: i64) -> StoreResult<u64> {
+        let mut c = self.write().await?;
+        c.exec(if self.is_pg() { "BEGIN" } else { "BEGIN IMMEDIATE" }, vec![]).await?;
+        c.set_in_tx(true);
+        let mut n = 0;
+        for (pos, (key, body)) in events.iter().enumerate() {
+            n += c
+                .exec(
+                    "INSERT INTO webhook_events (key, body, received_at, pos, next_at) VALUES ($1, $2, $3, $4, $3)
+                     ON CONFLICT (key) DO NOTHING",
+                    vec![key.into(), body.into(), now.into(), (pos as i64).into()],
+                )
+                .await?;
+        }
+        c.exec("COMMIT", vec![]).await?;
+        c.set_in_tx(false);
+        Ok(n)
+    }
+
+    async fn due_webhook_events(&self, now: i64, limit: i64) -> StoreResult<Vec<(String, String, i64)>> {
+        let rows = self
+            .read()
+            .await?
+            .query(
+                "SELECT key, body, attempts FROM webhook_events WHERE next_at IS NOT NULL AND next_at <= $1
+                 ORDER BY received_at, pos LIMIT $2",
+                vec![now.into(), limit.into()],
+            )
+            .await?;
+        Ok(rows.iter().filter_map(|r| Some((r[0].text()?, r[1].text()?, r[2].int().unwrap_or(0)))).collect())
+    }
+
+    async fn claim_webhook_events(&self, now: i64, limit: i64, until: i64) -> StoreResult<Vec<(String, String, i64)>> {
+        const PG: &str = "UPDATE webhook_events SET next_at = $3
+             WHERE key IN (SELECT key FROM webhook_events WHERE next_at IS NOT NULL AND next_at <= $1
+                           ORDER BY received_at, pos LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING key, body, attempts, received_at, pos";
+        // SQLite has one writer at a time: the same statement without row locks is as exclusive.
+        const LITE: &str = "UPDATE webhook_events SET next_at = $3
+             WHERE key IN (SELECT key FROM webhook_events WHERE next_at IS NOT NULL AND next_at <= $1
+                           ORDER BY received_at, pos LIMIT $2)
+             RETURNING key, body, attempts, received_at, pos";
+        let sql = if self.is_pg() { PG } else { LITE };
+        let mut rows = self.write().await?.query(sql, vec![now.into(), limit.into(), until.into()]).await?;
+        // RETURNING keeps no order: put them back in the order received.
+        rows.sort_by_key(|r| (r[3].int(), r[4].int()));
+        Ok(rows.iter().filter_map(|r| Some((r[0].text()?, r[1].text()?, r[2].int().unwrap_or(0)))).collect())
+    }
+
+    async fn finish_webhook_event(&self, key: &str, next_at: Option<i64>, error: Option<&str>) -> StoreResult<()> {
+        self.write()
+            .await?
+            .exec(
+                "UPDATE webhook_events SET next_at = $2, last_error = $3,
+                   attempts = attempts + CASE WHEN CAST($2 AS BIGINT) IS NULL THEN 0 ELSE 1 END WHERE key = $1",
+                vec![key.into(), next_at.into(), error.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn reconcile_due(&self, now: i64, older_than: i64, limit: i64) -> StoreResult<Vec<User>> {
+        let rows = self
+            .read()
+            .await?
+            .query(
+                "SELECT u.sub, u.contact_id, u.hubspot_email, u.fetched_at, u.app_email, u.app_email_at, u.firstname, u.lastname,
+                   u.conflict_email, u.conflict_with, u.last_error, u.gen
+                 FROM users u WHERE u.contact_id IS NOT NULL AND COALESCE(u.fetched_at, 0) < $2
+                 AND EXISTS (SELECT 1 FROM leases l WHERE l.sub = u.sub AND l.released = 0 AND l.expires_at > $1)
+                 ORDER BY COALESCE(u.fetched_at, 0) LIMIT $3",
+                vec![now.into(), older_than.into(), limit.into()],
+            )
+            .await?;
+        Ok(rows.iter().map(user_from).collect())
+    }
+
+    async fn set_erased(&self, sub: &str, at: Option<i64>) -> StoreResult<()> {
+        q::set_erased(&mut *self.write().await?, sub, at).await
+    }
+
+    async fn erased(&self, sub: &str) -> StoreResult<bool> {
+        q::erased(&mut *self.read().await?, sub).await
+    }
+
+    async fn note_dropped_link(&self, contact_id: &str, sub: &str, at: i64) -> StoreResult<()> {
+        q::note_dropped_link(&mut *self.write().await?, contact_id, sub, at).await
+    }
+
+    async fn dropped_link(&self, contact_id: &str) -> StoreResult<Option<String>> {
+        let rows = self.read().await?.query("SELECT sub FROM dropped_links WHERE contact_id = $1", vec![contact_id.into()]).await?;
+        Ok(rows.first().and_then(|r| r[0].text()))
     }
 
     async fn begin_user(&self, sub: &str) -> StoreResult<UserTx> {
@@ -1105,6 +1325,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn webhook_events_are_stored_once_per_key_and_leave_the_queue_when_finished() {
+        let s = store().await;
+        assert_eq!(s.put_webhook_events(&[("k1".into(), "{}".into()), ("k1".into(), "{}".into()), ("k2".into(), "[]".into())], 5).await.unwrap(), 2);
+        assert_eq!(s.put_webhook_events(&[("k2".into(), "[]".into())], 6).await.unwrap(), 0, "a duplicate delivery adds nothing");
+        let due = s.due_webhook_events(10, 10).await.unwrap();
+        assert_eq!(due.iter().map(|d| d.0.as_str()).collect::<Vec<_>>(), ["k1", "k2"], "in the order received");
+        let claimed = s.claim_webhook_events(10, 10, 50).await.unwrap();
+        assert_eq!(claimed, due, "claimed in the order received");
+        assert!(s.claim_webhook_events(10, 10, 50).await.unwrap().is_empty(), "a claimed event is not claimed again");
+        assert_eq!(s.claim_webhook_events(50, 1, 90).await.unwrap().len(), 1, "a claim that ran out is taken again");
+        s.finish_webhook_event(&due[0].0, None, None).await.unwrap();
+        s.finish_webhook_event(&due[1].0, Some(100), Some("HubSpot down")).await.unwrap();
+        assert!(s.due_webhook_events(10, 10).await.unwrap().is_empty());
+        assert_eq!(s.due_webhook_events(100, 10).await.unwrap()[0].2, 1, "one attempt counted");
+    }
+
+    #[tokio::test]
+    async fn ending_leases_keeps_the_one_on_the_email_hubspot_holds() {
+        let s = store().await;
+        let mut tx = s.begin_user("u").await.unwrap();
+        tx.issue_lease("l1", "a@x.io", 100).await.unwrap();
+        tx.issue_lease("l2", "b@x.io", 100).await.unwrap();
+        tx.save_contact("7", Some("b@x.io"), 1, false).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(s.reconcile_due(50, 2, 10).await.unwrap().len(), 1);
+        assert_eq!(s.users_by_contact(&["7".into(), "8".into()]).await.unwrap()[0].sub, "u");
+        let mut tx = s.begin_user("u").await.unwrap();
+        assert_eq!(tx.end_leases(Some("b@x.io"), 50).await.unwrap(), 1);
+        assert!(!tx.renew_lease("l1", "a@x.io", 50, 200).await.unwrap());
+        assert!(tx.renew_lease("l2", "b@x.io", 50, 200).await.unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(s.end_leases("u", None, 50).await.unwrap(), 1);
+        assert!(s.reconcile_due(50, 2, 10).await.unwrap().is_empty(), "no live lease, nothing to reconcile");
+    }
+
+    #[tokio::test]
+    async fn an_erased_user_and_a_dropped_link_are_remembered_until_cleared() {
+        let s = store().await;
+        assert!(!s.erased("u").await.unwrap());
+        s.set_erased("u", Some(5)).await.unwrap();
+        s.set_erased("u", Some(6)).await.unwrap();
+        assert!(s.erased("u").await.unwrap());
+        let mut tx = s.begin_user("u").await.unwrap();
+        tx.set_erased(None).await.unwrap();
+        tx.note_dropped_link("7", 6).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(!s.erased("u").await.unwrap());
+        assert_eq!(s.dropped_link("7").await.unwrap().as_deref(), Some("u"));
+        s.note_dropped_link("7", "v", 7).await.unwrap();
+        assert_eq!(s.dropped_link("7").await.unwrap().as_deref(), Some("v"));
+    }
+
+    #[tokio::test]
     async fn prune_deletes_only_what_ended_long_enough_ago() {
         let s = store().await;
         let day = 86_400_000;
@@ -1116,12 +1389,32 @@ mod tests {
         tx.commit().await.unwrap();
         s.bind_utk("t-old", "u", 10).await.unwrap();
         s.bind_utk("t-new", "u", 5 * day).await.unwrap();
-        let keep = Retention { leases_ms: day, utk_ms: 2 * day, jobs_ms: 3 * day };
+        let keep = Retention { leases_ms: day, utk_ms: 2 * day, jobs_ms: 3 * day, webhooks_ms: 2 * day };
         let p = s.prune(5 * day, keep).await.unwrap();
         assert_eq!((p.leases, p.utk_bindings, p.jobs), (1, 1, 1));
         assert_eq!(s.release_lease("live", 4 * day).await.unwrap().as_deref(), Some("u"));
         assert_eq!(s.prune(5 * day, keep).await.unwrap().leases, 1, "a released lease goes at once");
         assert_eq!(s.bind_utk("t-new", "v", 5 * day).await.unwrap().as_deref(), Some("u"), "a recent binding stays");
         assert_eq!(s.prune(5 * day, keep).await.unwrap(), Pruned::default());
+    }
+
+    #[tokio::test]
+    async fn prune_deletes_processed_webhook_events_and_old_dropped_links_only() {
+        let s = store().await;
+        let day = 86_400_000;
+        let events = [("done".to_string(), "{}".to_string()), ("due".to_string(), "{}".to_string())];
+        s.put_webhook_events(&events, 10).await.unwrap();
+        s.put_webhook_events(&[("recent".into(), "{}".into())], 4 * day).await.unwrap();
+        s.finish_webhook_event("done", None, None).await.unwrap();
+        s.finish_webhook_event("recent", None, None).await.unwrap();
+        s.finish_webhook_event("due", Some(6 * day), Some("HubSpot down")).await.unwrap();
+        s.note_dropped_link("7", "u", 10).await.unwrap();
+        s.note_dropped_link("8", "v", 4 * day).await.unwrap();
+        let keep = Retention { webhooks_ms: 2 * day, ..Retention::default() };
+        assert_eq!(s.prune(5 * day, keep).await.unwrap().webhook_events, 2, "the old processed event and the old link");
+        assert_eq!(s.put_webhook_events(&[("recent".into(), "{}".into())], 5 * day).await.unwrap(), 0, "a recent one still deduplicates");
+        assert_eq!(s.due_webhook_events(6 * day, 10).await.unwrap().len(), 1, "an event still due stays");
+        assert_eq!(s.dropped_link("7").await.unwrap(), None);
+        assert_eq!(s.dropped_link("8").await.unwrap().as_deref(), Some("v"));
     }
 }

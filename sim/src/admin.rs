@@ -23,6 +23,8 @@ pub fn router() -> Router<AppState> {
         .route("/__sim/reset", post(reset))
         .route("/__sim/config", get(config).post(set_config))
         .route("/__sim/faults", get(list_faults).post(add_fault).delete(clear_faults))
+        .route("/__sim/contacts/{id}/restore", post(restore))
+        .route("/__sim/webhooks", get(webhooks))
         .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
             HsError::method_not_allowed(&method, uri.path())
         })
@@ -92,8 +94,29 @@ async fn reset(State(sim): State<AppState>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+/// The switches as JSON, with the webhook secret hidden.
+fn switches_view(s: &Switches) -> Value {
+    let mut v = json!(s);
+    if s.webhook_secret.is_some() {
+        v["webhookSecret"] = json!("[set]");
+    }
+    v
+}
+
 async fn config(State(sim): State<AppState>) -> Json<Value> {
-    Json(json!({ "portalId": sim.portal_id, "switches": sim.switches() }))
+    Json(json!({ "portalId": sim.portal_id, "switches": switches_view(&sim.switches()) }))
+}
+
+/// `POST /__sim/contacts/{id}/restore`: what restoring from HubSpot's recycle bin does.
+async fn restore(State(sim): State<AppState>, axum::extract::Path(id): axum::extract::Path<String>) -> HsResult<StatusCode> {
+    let id: u64 = id.parse().map_err(|_| HsError::validation("the contact id must be a number"))?;
+    sim.world().restore(id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /__sim/webhooks`: webhook deliveries, attempts and their outcomes.
+async fn webhooks(State(sim): State<AppState>) -> Json<Value> {
+    Json(sim.webhooks.log.lock().unwrap_or_else(|e| e.into_inner()).view())
 }
 
 /// `POST /__sim/config` with some switches (camelCase): changes them at once.
@@ -110,7 +133,7 @@ async fn set_config(State(sim): State<AppState>, body: Bytes) -> HsResult<Json<V
     let next: Switches = serde_json::from_value(current).map_err(|e| HsError::validation(format!("bad switch value: {e}")))?;
     next.validate().map_err(HsError::validation)?;
     *sim.switches.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
-    Ok(Json(json!({ "portalId": sim.portal_id, "switches": next })))
+    Ok(Json(json!({ "portalId": sim.portal_id, "switches": switches_view(&next) })))
 }
 
 async fn list_faults(State(sim): State<AppState>) -> Json<Value> {

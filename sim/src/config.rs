@@ -71,6 +71,24 @@ pub struct Switches {
     /// The tracker script also loads the chat widget (as a portal with chat enabled does).
     #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "on", default_value = "on")]
     pub chat_widget: bool,
+    /// Where HubSpot delivers the contact webhooks (the app's target URL); none: not delivered.
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// The app's client secret that signs webhook deliveries.
+    #[arg(long)]
+    pub webhook_secret: Option<String>,
+    /// Webhook retries wait HubSpot's schedule times this (0.001 turns a minute into 60 ms).
+    #[arg(long, default_value_t = 1.0)]
+    pub webhook_retry_scale: f64,
+    /// A delivery answered slower than this (ms) counts as failed and is retried (HubSpot: 5 s).
+    #[arg(long, default_value_t = 5000)]
+    pub webhook_timeout_ms: u64,
+    /// Every webhook delivery is sent twice.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "on", default_value = "off")]
+    pub webhook_duplicates: bool,
+    /// Webhook events are shuffled and cut into batches that race each other.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "on", default_value = "off")]
+    pub webhook_shuffle: bool,
     /// What the collector does with an identify's `id` (hubspot-behavior.md section 9): `honoured`
     /// (the 2017 staff thread: tied to the contact of the email sent with it, later id-only hits land
     /// there) or `ignored` (dropped, as the current identify docs name only `email`).
@@ -98,6 +116,17 @@ impl Switches {
     pub fn validate(&self) -> Result<(), String> {
         if self.chat_tier != "professional" && self.chat_tier != "starter" {
             return Err(format!("chatTier must be \"professional\" or \"starter\", got {:?}", self.chat_tier));
+        }
+        if let Some(u) = &self.webhook_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(format!("webhookUrl must be an http(s) URL, got {u:?}"));
+            }
+        }
+        if self.webhook_secret.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            return Err("webhookSecret must not be empty".into());
+        }
+        if !(self.webhook_retry_scale >= 0.0 && self.webhook_retry_scale.is_finite()) {
+            return Err(format!("webhookRetryScale must be a number >= 0, got {}", self.webhook_retry_scale));
         }
         Ok(())
     }

@@ -21,6 +21,7 @@ mod legacy;
 mod properties;
 mod scripts;
 mod admin;
+pub mod webhooks;
 pub mod world;
 
 pub use config::{Cli, Switches};
@@ -39,6 +40,8 @@ pub struct Sim {
     pub switches: RwLock<Switches>,
     pub world: Mutex<world::World>,
     pub gate: Mutex<gate::Gate>,
+    /// The webhook emitter's in-flight slots and log.
+    pub webhooks: webhooks::Emitter,
 }
 
 /// Handlers share one `Arc<Sim>`.
@@ -52,6 +55,7 @@ impl Sim {
             switches: RwLock::new(cli.switches.clone()),
             world: Mutex::new(world::World::new()),
             gate: Mutex::new(gate::Gate::default()),
+            webhooks: webhooks::Emitter::default(),
         }
     }
 
@@ -135,10 +139,12 @@ pub async fn spawn(cli: Cli) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     let state = Arc::new(Sim::new(&cli));
     let router = app(state.clone());
+    let emitter = tokio::spawn(webhooks::run(state.clone()));
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             eprintln!("hubspot-sim: server stopped: {e}");
         }
+        emitter.abort();
     });
     Ok(Running { addr, url: format!("http://{addr}"), state, task })
 }

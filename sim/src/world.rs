@@ -205,6 +205,8 @@ pub struct World {
     /// Archived contacts and when they were archived (`GET ?archived=true` reads them).
     pub archived: BTreeMap<u64, (Contact, i64)>,
     pub property_groups: BTreeMap<String, PropertyGroup>,
+    /// Contact changes not yet taken by the webhook emitter (see `webhooks`).
+    pub changes: Vec<Value>,
 }
 
 /// What a property write may do to the email.
@@ -240,6 +242,7 @@ impl World {
             chat_events: Vec::new(),
             archived: BTreeMap::new(),
             property_groups: BTreeMap::new(),
+            changes: Vec::new(),
         };
         w.property_groups.insert(
             "contactinformation".into(),
@@ -278,6 +281,27 @@ impl World {
     fn seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq - 1
+    }
+
+    /// Records a contact change for the webhook emitter: `subscriptionType`, `objectId`,
+    /// `occurredAt` and the event's own fields (`extra`). The emitter adds the delivery fields.
+    pub fn emit(&mut self, kind: &str, object_id: u64, extra: Value) {
+        // Nobody drains the list when no emitter runs (unit tests): keep it bounded.
+        if self.changes.len() >= 100_000 {
+            self.changes.drain(..50_000);
+        }
+        let mut ev = json!({ "subscriptionType": kind, "objectId": object_id, "occurredAt": now_ms(), "changeSource": "CRM" });
+        if let (Some(e), Value::Object(x)) = (ev.as_object_mut(), extra) {
+            e.extend(x);
+        }
+        self.changes.push(ev);
+    }
+
+    fn emit_property(&mut self, id: u64, name: &str, value: &str) {
+        // Computed properties change on every write; HubSpot does not send them [guess].
+        if !matches!(name, "hs_object_id" | "createdate" | "lastmodifieddate") {
+            self.emit("contact.propertyChange", id, json!({ "propertyName": name, "propertyValue": value }));
+        }
     }
 
     /// Follows merge redirects to the id that answers for `id` now.
@@ -431,6 +455,11 @@ impl World {
                 merged_from: Vec::new(),
             },
         );
+        self.emit("contact.creation", id, json!({}));
+        let set: Vec<(String, String)> = self.contacts[&id].props.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (k, v) in set {
+            self.emit_property(id, &k, &v);
+        }
         id
     }
 
@@ -440,9 +469,10 @@ impl World {
         let Some(mut c) = self.contacts.remove(&id) else { return };
         for (k, v) in values {
             let old = c.props.get(&k).cloned();
-            if old.as_deref() == Some(v.as_str()) {
+            if old.as_deref() == Some(v.as_str()) || (old.is_none() && v.is_empty()) {
                 continue;
             }
+            self.emit_property(id, &k, &v);
             self.index(id, &k, old.as_deref(), Some(&v));
             if k == "email" && rules.old_email_kept {
                 if let Some(o) = old.as_deref().filter(|o| !o.is_empty()) {
@@ -547,6 +577,19 @@ impl World {
                 merged_from,
             },
         );
+        // HubSpot sends the merge and a deletion for each merged-away record, and no
+        // propertyChange for what the merge changed (hubspot-behavior.md section 9).
+        let moved = o.props.keys().filter(|k| !p.props.contains_key(*k)).count();
+        self.emit(
+            "contact.merge",
+            primary,
+            json!({ "primaryObjectId": primary, "mergedObjectIds": [other], "newObjectId": id, "numberOfPropertiesMoved": moved }),
+        );
+        for old in [primary, other] {
+            if old != id {
+                self.emit("contact.deletion", old, json!({}));
+            }
+        }
         Ok(id)
     }
 
@@ -560,7 +603,26 @@ impl World {
         self.utk_owner.retain(|_, o| *o != id);
         self.ext_id_owner.retain(|_, o| *o != id);
         self.archived.insert(id, (c, now_ms()));
+        self.emit("contact.deletion", id, json!({}));
         true
+    }
+
+    /// Restores an archived contact under its id (as from HubSpot's recycle bin). Refused with
+    /// 409 when another contact now holds its email or a unique value [guess].
+    pub fn restore(&mut self, id: u64) -> HsResult<()> {
+        let (c, _) = self.archived.get(&id).ok_or_else(HsError::not_found)?;
+        for (k, v) in &c.props {
+            if let Some(holder) = self.unique.get(k.as_str()).and_then(|m| m.get(v)) {
+                return Err(HsError::contact_exists(*holder));
+            }
+        }
+        let (c, _) = self.archived.remove(&id).ok_or_else(HsError::not_found)?;
+        for (k, v) in &c.props {
+            self.index(id, k, None, Some(v));
+        }
+        self.contacts.insert(id, c);
+        self.emit("contact.restore", id, json!({}));
+        Ok(())
     }
 
     /// GDPR delete: the record, live or archived, is gone for good, with the hits tied to it.
@@ -569,6 +631,10 @@ impl World {
         let gone = self.archived.remove(&id).is_some();
         self.hits.retain(|h| h.contact_id != Some(id));
         self.redirects.retain(|_, to| *to != id);
+        if live || gone {
+            // With the deletion `archive` sent for a live record (HubSpot: both, in any order).
+            self.emit("contact.privacyDeletion", id, json!({}));
+        }
         live || gone
     }
 

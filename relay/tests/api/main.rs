@@ -7,6 +7,7 @@ mod faults;
 mod fuzz;
 mod hardening;
 mod helpers;
+mod hubspot_changes;
 mod identity;
 mod input;
 mod multi_relay;
