@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import { until, getJson, launchBrowser } from "../tests/e2e/helpers.mjs";
 
 const PACE_MS = 300; // a user's pause after a single-page view before the next navigation
+const DRIVER_TIMEOUT_MS = 30000; // playwright's default wait for one driver step, per unit of CPU throttling
 // How often a finishing user asks for the report (all contacts joined with all users): at the
 // helpers' 50 ms, 8 users finishing at once would spend the 2 cores on reports.
 const REPORT_EVERY_MS = 500;
@@ -108,6 +109,9 @@ function pageTrace({ tab, prefix }) {
 /** A tab of a user's session: traced, and CPU-throttled when `rate` > 1 (DevTools' throttling). */
 async function openTab(ctx, tab, { errors, sub, cpuThrottle }) {
   const p = await ctx.newPage();
+  // The driver waits as many times longer as it slows the page down: a throttled tab on a loaded
+  // 2-core machine may take more than playwright's 30 s to become clickable, and that is not a failure.
+  p.setDefaultTimeout(DRIVER_TIMEOUT_MS * Math.max(1, cpuThrottle));
   p.on("pageerror", (e) => errors.push(`${sub}: ${e.message}`));
   await p.addInitScript(pageTrace, { tab, prefix: TRACE });
   if (cpuThrottle > 1) await (await ctx.newCDPSession(p)).send("Emulation.setCPUThrottlingRate", { rate: cpuThrottle });
@@ -117,7 +121,7 @@ async function openTab(ctx, tab, { errors, sub, cpuThrottle }) {
 async function ready(page, mode) {
   // The tracker has loaded (so the page's automatic view went out or is held), and in hsq mode
   // the module has started.
-  await page.waitForFunction((m) => window._hstc_ran === true && (m === "naive" || (window.demo && window.demoEvents)), mode, { timeout: 30000 });
+  await page.waitForFunction((m) => window._hstc_ran === true && (m === "naive" || (window.demo && window.demoEvents)), mode);
 }
 
 // Pages are ready when the tracker has run, not at "load" (which also waits for hits in flight).
