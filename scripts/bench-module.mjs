@@ -89,7 +89,7 @@ writeFileSync(path.join(benchDir, "analytics.js"), analyticsJs);
 const app = await serveApp({ relay: relay.url, pages: { "*": page, "/noop": noopPage, "/analytics": analyticsPage }, statics: { "/bench/": benchDir } });
 const browser = await launchBrowser();
 const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const cold = { id: [], email: [] }, warm = [], floor = [], plugin = [], parts = { imported: [], wasm: [] };
+const cold = { id: [], email: [], imported: [], wasm: [], done: [] }, warm = [], floor = [], plugin = [], parts = { imported: [], wasm: [] };
 for (let i = 0; i < RUNS; i++) {
   const ctx = await browser.newContext();
   const p = await ctx.newPage();
@@ -99,6 +99,9 @@ for (let i = 0; i < RUNS; i++) {
   const m = await p.evaluate(() => window.marks);
   cold.id.push(m.id);
   cold.email.push(m.email);
+  cold.imported.push(m.imported);
+  cold.wasm.push(m.wasm);
+  cold.done.push(await p.evaluate(() => window.done));
   // The next page of the same tab, with the cached ticket (wasm from the HTTP cache is disabled: no-store).
   await p.goto(`${app.url}/next?a=${encodeURIComponent(token)}`);
   await p.waitForFunction(() => window.marks.email !== undefined);
@@ -127,6 +130,7 @@ console.log(`| start() to identify queued, cached ticket (median of ${RUNS}) | $
 console.log(`| start() to identify {id} queued, no cache | ${ms(median(cold.id))} |`);
 console.log(`| start() to identify with the confirmed email, no cache (relay round trip) | ${ms(median(cold.email))} |`);
 console.log(`| of which, cached: the JS entry imported / the wasm loaded (preload) | ${ms(median(parts.imported))} / ${ms(median(parts.wasm))} |`);
+console.log(`| of which, no cache: the JS entry imported / the wasm loaded / start() resolved | ${ms(median(cold.imported))} / ${ms(median(cold.wasm))} / ${ms(median(cold.done))} |`);
 const f = median(floor);
 console.log(`| do-nothing ES module of ${(noop.length / 1024).toFixed(0)} KB (${(gzipSync(noop, { level: 9 }).length / 1024).toFixed(1)} KB gz): import to identify queued | ${ms(f)} |`);
 const an = median(plugin);
