@@ -3,7 +3,9 @@
 // headless Chromium against the simulator and the relay. In the same run, interleaved round by
 // round and loaded the same way (a module import from the same server, no HTTP cache), a
 // do-nothing ES module of the package's gzipped size that pushes identify as soon as it is
-// evaluated: the floor for loading that many bytes. Prints numbers and ratios; asserts nothing.
+// evaluated: the floor for loading that many bytes; and `analytics` + `@analytics/hubspot` (bundled
+// by esbuild into one ES module), whose identify is queued once HubSpot's tracker script has loaded
+// (the simulator's, through the plugin's `customScriptSrc`). Prints numbers and ratios; asserts nothing.
 import { randomBytes } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { readFileSync } from "node:fs";
@@ -28,10 +30,37 @@ await import("/bench/noop.js");
 window.marks.email = performance.now() - window.t0;
 </script>`;
 
+// analytics + @analytics/hubspot, bundled as an app would (the page calls it as the docs show).
+const { build } = await import("esbuild");
+const bundle = await build({
+  stdin: { contents: `export { default as Analytics } from "analytics"; export { default as hubspot } from "@analytics/hubspot";`, resolveDir: ROOT },
+  bundle: true, format: "esm", minify: true, target: "es2022", platform: "browser", write: false, logLevel: "warning",
+});
+const analyticsJs = bundle.outputFiles[0].text;
+
 const sim = await startSim();
 await initSim(sim.url);
 await fetch(`${sim.url}/__sim/config`, { method: "POST", body: JSON.stringify({ chatWidget: false }) });
 const relay = await startRelay(sim.url);
+// The plugin queues identify on _hsq once the tracker replaced `_hsq.push` (its `loaded()`): the
+// page marks identify as it reaches that dispatcher. HubSpot's tracker comes from the simulator
+// (`customScriptSrc`: a page.route would fetch it through this process, adding its round trips).
+const analyticsPage = `<!doctype html><script>
+window.marks = {};
+const q = (window._hsq = []);
+const arrayPush = Array.prototype.push;
+let inner = arrayPush;
+const wrapped = function (...a) {
+  for (const e of a) if (Array.isArray(e) && e[0] === "identify" && !("email" in window.marks)) window.marks.email = performance.now() - window.t0;
+  return inner.apply(this, a);
+};
+Object.defineProperty(q, "push", { configurable: true, get: () => (inner === arrayPush ? arrayPush : wrapped), set: (f) => { inner = f; } });
+</script><script type="module">
+window.t0 = performance.now();
+const { Analytics, hubspot } = await import("/bench/analytics.js");
+const analytics = Analytics({ app: "bench", plugins: [hubspot({ portalId: "1234567", customScriptSrc: ${JSON.stringify(sim.url + "/1234567.js")} })] });
+analytics.identify("u", { email: "u@bench.test" });
+</script>`;
 const page = (u) => `<!doctype html><script>
 // Timestamps each identify as it is queued (before the tracker loads, entries go through Array.prototype.push).
 window.marks = {};
@@ -56,10 +85,11 @@ const { mkdtempSync, writeFileSync } = await import("node:fs");
 const { tmpdir } = await import("node:os");
 const benchDir = mkdtempSync(path.join(tmpdir(), "hsq-bench-"));
 writeFileSync(path.join(benchDir, "noop.js"), noop);
-const app = await serveApp({ relay: relay.url, pages: { "*": page, "/noop": noopPage }, statics: { "/bench/": benchDir } });
+writeFileSync(path.join(benchDir, "analytics.js"), analyticsJs);
+const app = await serveApp({ relay: relay.url, pages: { "*": page, "/noop": noopPage, "/analytics": analyticsPage }, statics: { "/bench/": benchDir } });
 const browser = await launchBrowser();
 const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const cold = { id: [], email: [] }, warm = [], floor = [], parts = { imported: [], wasm: [] };
+const cold = { id: [], email: [], imported: [], wasm: [], done: [] }, warm = [], floor = [], plugin = [], parts = { imported: [], wasm: [] };
 for (let i = 0; i < RUNS; i++) {
   const ctx = await browser.newContext();
   const p = await ctx.newPage();
@@ -69,6 +99,9 @@ for (let i = 0; i < RUNS; i++) {
   const m = await p.evaluate(() => window.marks);
   cold.id.push(m.id);
   cold.email.push(m.email);
+  cold.imported.push(m.imported);
+  cold.wasm.push(m.wasm);
+  cold.done.push(await p.evaluate(() => window.done));
   // The next page of the same tab, with the cached ticket (wasm from the HTTP cache is disabled: no-store).
   await p.goto(`${app.url}/next?a=${encodeURIComponent(token)}`);
   await p.waitForFunction(() => window.marks.email !== undefined);
@@ -80,6 +113,10 @@ for (let i = 0; i < RUNS; i++) {
   await p.goto(`${app.url}/noop`);
   await p.waitForFunction(() => window.marks.email !== undefined);
   floor.push(await p.evaluate(() => window.marks.email));
+  // analytics + @analytics/hubspot, in the same tab too.
+  await p.goto(`${app.url}/analytics`);
+  await p.waitForFunction(() => window.marks.email !== undefined);
+  plugin.push(await p.evaluate(() => window.marks.email));
   await ctx.close();
 }
 await browser.close();
@@ -93,6 +130,10 @@ console.log(`| start() to identify queued, cached ticket (median of ${RUNS}) | $
 console.log(`| start() to identify {id} queued, no cache | ${ms(median(cold.id))} |`);
 console.log(`| start() to identify with the confirmed email, no cache (relay round trip) | ${ms(median(cold.email))} |`);
 console.log(`| of which, cached: the JS entry imported / the wasm loaded (preload) | ${ms(median(parts.imported))} / ${ms(median(parts.wasm))} |`);
+console.log(`| of which, no cache: the JS entry imported / the wasm loaded / start() resolved | ${ms(median(cold.imported))} / ${ms(median(cold.wasm))} / ${ms(median(cold.done))} |`);
 const f = median(floor);
 console.log(`| do-nothing ES module of ${(noop.length / 1024).toFixed(0)} KB (${(gzipSync(noop, { level: 9 }).length / 1024).toFixed(1)} KB gz): import to identify queued | ${ms(f)} |`);
-console.log(`| ratios to the do-nothing module: cached / {id} / confirmed email | ${(median(warm) / f).toFixed(2)} / ${(median(cold.id) / f).toFixed(2)} / ${(median(cold.email) / f).toFixed(2)} |`);
+const an = median(plugin);
+console.log(`| analytics + @analytics/hubspot (${(analyticsJs.length / 1024).toFixed(1)} KB, ${(gzipSync(analyticsJs, { level: 9 }).length / 1024).toFixed(1)} KB gz, and HubSpot's tracker): import to identify queued | ${ms(an)} |`);
+console.log(`| ratios to the do-nothing module: cached / {id} / confirmed email / analytics + @analytics/hubspot | ${(median(warm) / f).toFixed(2)} / ${(median(cold.id) / f).toFixed(2)} / ${(median(cold.email) / f).toFixed(2)} / ${(an / f).toFixed(2)} |`);
+console.log(`| ratios to analytics + @analytics/hubspot: cached / {id} / confirmed email | ${(median(warm) / an).toFixed(2)} / ${(median(cold.id) / an).toFixed(2)} / ${(median(cold.email) / an).toFixed(2)} |`);

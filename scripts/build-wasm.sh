@@ -15,6 +15,7 @@ wasm-bindgen --target web --no-typescript --out-dir "$stage" --out-name hsq_iden
 # binaryen from npm (132): Debian's wasm-opt (108) breaks the reference-types tables rustc emits.
 node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers --strip-target-features \
   "$stage/hsq_identity_bg.wasm" -o pkg/hsq_identity_bg.wasm
+node scripts/minify-names.mjs "$stage/hsq_identity.js" pkg/hsq_identity_bg.wasm
 cp js/index.js "$stage/index.js"
 node_modules/.bin/esbuild "$stage/index.js" --bundle --format=esm --minify --target=es2022 \
   --log-level=warning --outfile=pkg/index.js

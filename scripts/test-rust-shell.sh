@@ -15,4 +15,4 @@ node scripts/test-wasm.mjs
 echo "== package size =="
 # A guard against growth at today's size plus a margin; the 50 KB gate of issue 15 is not met yet
 # (README, "Where this differs from DESIGN.md").
-node scripts/wasm-size.mjs --gate 72
+node scripts/wasm-size.mjs --gate 66

@@ -163,7 +163,22 @@ async fn race(ms: f64, f: impl core::future::Future<Output = ()> + 'static) {
 
 impl Shell {
     /// `StableIdentity.start(options)`: validates, hooks `_hsq`, and begins (see DESIGN.md 6).
+    /// Only the two waits are async (the assertion, then the first decision); the work around
+    /// them is in plain fns, so that no option or key list is held across an await.
     async fn start(options: JsValue) -> Result<Rc<Shell>, JsValue> {
+        let (hs, consent) = Shell::prepare(&options)?;
+        let got = match hs.token() {
+            Ok(p) => JsFuture::from(p).await,
+            Err(e) => Err(e),
+        };
+        if let Some(first) = hs.started(got, consent)? {
+            let _ = first.await;
+        }
+        Ok(hs)
+    }
+
+    /// Validates the options and makes the shell.
+    fn prepare(options: &JsValue) -> Result<(Rc<Shell>, Consent), JsValue> {
         if !options.is_object() || Array::is_array(&options) {
             return Err(super::type_error("hsq-identity: StableIdentity.start(options) needs an options object"));
         }
@@ -225,11 +240,13 @@ impl Shell {
             let hs = hs.clone();
             Closure::<dyn Fn()>::new(move || hs.leave()).into_js_value()
         });
-        let consent = o.consent;
-        let got = match hs.token() {
-            Ok(p) => JsFuture::from(p).await,
-            Err(e) => Err(e),
-        };
+        Ok((hs, o.consent))
+    }
+
+    /// With the assertion: the session, the `_hsq` hook and the page's listeners; then the first
+    /// decision (answered for `start` to wait on) or, before consent, the consent listener.
+    fn started(self: &Rc<Self>, got: Result<JsValue, JsValue>, consent: Consent) -> Result<Option<JsFuture>, JsValue> {
+        let hs = self;
         let token = hs.token_checked(got).map_err(|e| {
             let mut m = String::from("hsq-identity: option `assertion`: ");
             m.push_str(&e);
@@ -266,7 +283,7 @@ impl Shell {
             tracker::chat_settings(None, None);
         }
         if consent == Consent::Granted {
-            let _ = hs.begin_spawned().await;
+            return Ok(Some(hs.begin_spawned()));
         } else {
             // Nothing is identified or asked before analytics consent. HubSpot's tracker asks for
             // consent, so it may load at once.
@@ -286,7 +303,7 @@ impl Shell {
             tracker::on_consent(listener.unchecked_ref());
             hs.insert_tracker();
         }
-        Ok(hs)
+        Ok(None)
     }
 
     fn new_core(&self, c: &Claims) {
