@@ -58,6 +58,9 @@ console.error("module...");
 add(...rowsOf(run("node", ["scripts/bench-module.mjs"], { HSQ_BIN_PROFILE: "release" })));
 console.error("relay...");
 add(...rowsOf(run("cargo", ["run", "--release", "--quiet", "-p", "hsq-relay", "--example", "bench", "--", ...(process.env.BENCH_SYNC ? [] : ["--skip-sync"])])));
+// The ceiling, SQLite, PostgreSQL with one and two relays (BENCH_MILLION=1 adds the 1M-request row).
+console.error("relay scale...");
+add(...rowsOf(run("cargo", ["run", "--release", "--quiet", "-p", "hsq-relay", "--example", "bench_scale", "--", ...(process.env.BENCH_MILLION ? ["--million"] : [])])));
 
 const cpu = os.cpus()[0]?.model?.trim() || "unknown CPU";
 console.log(`Measured ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} cores (${cpu}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()}:\n`);

@@ -7,12 +7,14 @@ import { randomBytes } from "node:crypto";
 import { execFileSync } from "node:child_process";
 import { ROOT, startServer, identifyIdArgs } from "../tests/e2e/helpers.mjs";
 import { startDemo } from "../www/server.mjs";
+import { startPostgres } from "./pg.mjs";
 
 /**
  * `profile`: "debug" (tests) or "release" (npm start, bench). `lagMs`: the worker's sync lag,
- * "N" or "MIN-MAX". Secrets are made up per run.
+ * "N" or "MIN-MAX". Secrets are made up per run. `relays: 2` starts two relays on one temporary
+ * PostgreSQL, and the demo takes them in turn (`killRelay(i)` takes one away).
  */
-export async function startStack({ profile = "debug", simArgs = [], relayEnv = {}, lagMs = "0-5000", portalId = "1234567" } = {}) {
+export async function startStack({ profile = "debug", simArgs = [], relayEnv = {}, lagMs = "0-5000", portalId = "1234567", relays: relayCount = 1 } = {}) {
   const bin = (name) => path.join(ROOT, "target", profile, name);
   const token = "pat-na1-demo-" + randomBytes(8).toString("hex");
   const admin = "demo-admin-" + randomBytes(16).toString("hex");
@@ -36,17 +38,38 @@ export async function startStack({ profile = "debug", simArgs = [], relayEnv = {
       HSQ_LOG: "hsq_relay=warn",
       ...relayEnv,
     };
+    let pg = null;
+    if (relayCount > 1) {
+      pg = await startPostgres();
+      started.push({ stop: async () => pg.stop() });
+      relayEnvAll.HSQ_DB = pg.url;
+    }
     const startRelay = () => startServer(bin("hsq-relay"), ["serve"], relayEnvAll);
     let relay = await startRelay();
     started.push(relay);
+    const others = [];
+    for (let i = 1; i < relayCount; i++) {
+      others.push(await startRelay());
+      started.push(others.at(-1));
+    }
     const demo = await startDemo({
-      port: 0, sim: sim.url, relay: relay.url, portalId, hubspotToken: token, adminToken: admin, secret, kid: "k1",
+      port: 0, sim: sim.url, relay: relayCount > 1 ? [relay.url, ...others.map((r) => r.url)] : relay.url, portalId, hubspotToken: token, adminToken: admin, secret, kid: "k1",
       lagMin: Number(String(lagMs).split("-")[0]), lagMax: Number(String(lagMs).split("-").pop()),
     });
     return {
       sim, demo, token, admin, secret, dir,
       get relay() {
         return relay;
+      },
+      /** Every relay, the first being `relay`. */
+      get relays() {
+        return [relay, ...others];
+      },
+      /** Stops relay `i` (SIGKILL by default); the demo goes on with the others. */
+      async killRelay(i, signal = "SIGKILL") {
+        const all = [relay, ...others];
+        await all[i].stop(signal);
+        demo.setRelay(all.filter((_, j) => j !== i).map((r) => r.url));
       },
       /** Stops the relay (SIGKILL or SIGTERM) and starts it again on the same database. */
       async restartRelay(signal = "SIGKILL") {
@@ -57,8 +80,9 @@ export async function startStack({ profile = "debug", simArgs = [], relayEnv = {
       },
       async stop() {
         await demo.close();
-        await relay.stop();
+        for (const r of [relay, ...others]) await r.stop();
         await sim.stop();
+        pg?.stop();
       },
     };
   } catch (e) {

@@ -59,7 +59,17 @@ export async function startDemo(o) {
   const sessions = new Map(); // sid -> sub
   const log = []; // the worker's sync log, newest last
   const pending = new Set(); // worker timers
-  let relayUrl = o.relay;
+  let relayUrl = o.relay; // one URL, or several: taken in turn, the next one when one is down
+  let turn = 0;
+  const relayFetch = async (pathAndQuery, init) => {
+    const urls = [].concat(relayUrl);
+    const first = turn++;
+    for (let i = 0; i < urls.length; i++) {
+      const r = await fetch(urls[(first + i) % urls.length] + pathAndQuery, init).catch(() => null);
+      if (r) return r;
+    }
+    return null;
+  };
 
   const ensureUser = (sub, mode, email) => {
     if (!users.has(sub)) {
@@ -86,11 +96,12 @@ export async function startDemo(o) {
       pending.delete(t);
       try {
         if (user.mode === "hsq") {
-          const r = await fetch(`${relayUrl}/v1/users/${encodeURIComponent(user.sub)}`, {
+          const r = await relayFetch(`/v1/users/${encodeURIComponent(user.sub)}`, {
             method: "PUT",
             headers: { authorization: `Bearer ${o.adminToken}`, "content-type": "application/json" },
             body: JSON.stringify({ email: newEmail }),
           });
+          if (!r) throw new Error("the relay is unreachable");
           note({ sub: user.sub, mode: user.mode, call: `PUT relay /v1/users/${user.sub}`, status: r.status });
         } else {
           // What integrations do today: update the contact found by its old email (seed doc 003).
@@ -139,7 +150,7 @@ export async function startDemo(o) {
       if (p.startsWith("/hsq/")) {
         // The relay, mounted on the app's origin (same-origin: no CORS, sendBeacon works).
         const b = req.method === "GET" || req.method === "HEAD" ? undefined : await body(req);
-        const r = await fetch(relayUrl + p.slice(4) + u.search, { method: req.method, headers: { "content-type": req.headers["content-type"] || "application/json" }, body: b }).catch(() => null);
+        const r = await relayFetch(p.slice(4) + u.search, { method: req.method, headers: { "content-type": req.headers["content-type"] || "application/json" }, body: b });
         if (!r) return json(res, 502, { error: "bad_gateway", message: "the relay is unreachable" });
         return send(res, r.status, Buffer.from(await r.arrayBuffer()), r.headers.get("content-type") || "application/json");
       }
@@ -199,6 +210,7 @@ export async function startDemo(o) {
   return {
     url,
     users,
+    /** The relay's URL, or several relays' URLs to take in turn. */
     setRelay: (u) => (relayUrl = u),
     pendingSyncs: () => pending.size,
     report,

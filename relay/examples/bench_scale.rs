@@ -1,0 +1,215 @@
+//! Run with `cargo run --release -p hsq-relay --example bench_scale [-- --million]`.
+//!
+//! Prints markdown rows (`| measure | value |`), all measured in one run on this machine (the load
+//! generator, relays, simulator and PostgreSQL share its cores):
+//! - `/v1/identity` with a warm cache, 1,000 users, 32 connections: requests/s and p50/p99 for a
+//!   bare axum handler that parses the same body and answers a fixed ticket (the ceiling), the
+//!   relay on SQLite, on PostgreSQL, and two relays on one PostgreSQL with the load split between
+//!   them; each as a ratio to the ceiling;
+//! - with `--million`: throughput on a fresh SQLite store against after 1M identity requests.
+//!
+//! PostgreSQL: a temporary cluster started as the API tests start theirs (`tests/api/pg.rs`).
+
+#[path = "../tests/api/pg.rs"]
+#[allow(dead_code)]
+mod pg;
+
+use clap::Parser;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
+const CONNECTIONS: usize = 32;
+const WARM_REQUESTS: usize = 30_000;
+
+fn mint(sub: &str, email: &str) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("k1".into());
+    let c = json!({"sub": sub, "email": email, "aud": "hsq-relay", "iat": now, "exp": now + 3600});
+    jsonwebtoken::encode(&h, &c, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+}
+
+async fn sim(rate: &str) -> hubspot_sim::Running {
+    let s = hubspot_sim::spawn(<hubspot_sim::Cli as Parser>::parse_from(["s", "--token", "T", "--rate-limit", rate])).await.unwrap();
+    reqwest::Client::new()
+        .post(format!("{}/crm/v3/properties/contacts", s.url))
+        .bearer_auth("T")
+        .json(&json!({"name": "hsq_user_id", "label": "id", "type": "string", "fieldType": "text", "groupName": "contactinformation", "hasUniqueValue": true}))
+        .send()
+        .await
+        .unwrap();
+    s
+}
+
+fn temp_sqlite() -> String {
+    std::env::temp_dir().join(format!("hsq-bench-{:016x}.db", rand::random::<u64>())).display().to_string()
+}
+
+async fn relay(sim_url: &str, db: &str, rate: &str) -> (String, Arc<hsq_relay::relay::Relay>) {
+    let argv = [
+        "hsq-relay", "serve", "--hubspot-access-token", "T", "--hubspot-api-base", sim_url, "--addr", "127.0.0.1:0",
+        "--assertion-secrets", &format!("k1:{SECRET}"), "--admin-token", "bench-admin-token-0000", "--db", db,
+        "--rate-limit-per-ip", "0", "--hubspot-rate-limit", rate,
+    ];
+    let hsq_relay::config::Command::Serve(args) = hsq_relay::config::Cli::parse_from(argv).command else { unreachable!() };
+    let app = hsq_relay::Application::build(args).await.unwrap();
+    let url = format!("http://{}", app.addr);
+    let r = app.relay.clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    (url, r)
+}
+
+/// The ceiling: an axum handler that parses the same JSON body and answers a fixed ticket.
+async fn bare() -> String {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Body {
+        assertion: String,
+        utk: Option<String>,
+        lease_id: Option<String>,
+    }
+    async fn identity(axum::Json(b): axum::Json<Body>) -> axum::Json<Value> {
+        std::hint::black_box(&b);
+        axum::Json(json!({
+            "id": "u1", "contactId": "101", "email": "u1@bench.test", "state": "confirmed", "leaseId": "l_00000000000000000000000000000000",
+            "emailValidUntil": 1_790_000_600, "exp": 1_790_000_300, "rotateUtk": false, "now": 1_790_000_000
+        }))
+    }
+    let app = axum::Router::new().route("/v1/identity", axum::routing::post(identity));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// Sends `total` requests over `CONNECTIONS` connections (connection `i` to `urls[i % n]`), each
+/// body the next of `assertions` with the lease its user got last (as a page renews); answers
+/// latencies and wall time.
+async fn drive(urls: &[String], assertions: &Arc<Vec<String>>, leases: &Arc<Vec<std::sync::Mutex<Option<String>>>>, total: usize) -> (Vec<Duration>, Duration) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CONNECTIONS {
+        // One client per connection: exactly CONNECTIONS keep-alive connections.
+        let http = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+        let (url, a, leases, next) = (format!("{}/v1/identity", urls[c % urls.len()]), assertions.clone(), leases.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(total / CONNECTIONS + 1);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let u = i % a.len();
+                let lease = leases[u].lock().unwrap().clone();
+                let body = match lease {
+                    Some(l) => format!("{{\"assertion\":\"{}\",\"leaseId\":\"{l}\"}}", a[u]),
+                    None => format!("{{\"assertion\":\"{}\"}}", a[u]),
+                };
+                let t = Instant::now();
+                let r = http.post(&url).header("content-type", "application/json").body(body).send().await.unwrap();
+                let v: Value = r.json().await.unwrap();
+                lat.push(t.elapsed());
+                assert_eq!(v["state"], "confirmed", "{v}");
+                if let Some(l) = v["leaseId"].as_str() {
+                    *leases[u].lock().unwrap() = Some(l.to_string());
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::with_capacity(total);
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    (all, start.elapsed())
+}
+
+fn pct(l: &mut [Duration], p: f64) -> f64 {
+    l.sort();
+    l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1000.0
+}
+
+struct Warm {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+}
+
+/// Warm `/v1/identity` for 1,000 users on `urls`: every user seen once, then `WARM_REQUESTS`.
+async fn warm(urls: &[String]) -> Warm {
+    let users: Arc<Vec<String>> = Arc::new((0..1000).map(|i| mint(&format!("w{i}"), &format!("w{i}@bench.test"))).collect());
+    let leases = Arc::new((0..1000).map(|_| std::sync::Mutex::new(None)).collect::<Vec<_>>());
+    drive(urls, &users, &leases, 2000).await;
+    let (mut lat, wall) = drive(urls, &users, &leases, WARM_REQUESTS).await;
+    Warm { rps: lat.len() as f64 / wall.as_secs_f64(), p50: pct(&mut lat, 0.50), p99: pct(&mut lat, 0.99) }
+}
+
+fn row(what: &str, w: &Warm, ceiling: Option<&Warm>) {
+    let ratio = ceiling.map(|c| format!(", {:.2}x the ceiling", w.rps / c.rps)).unwrap_or_default();
+    println!("| /v1/identity warm, 1,000 users, {CONNECTIONS} connections: {what} | {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms{ratio} |", w.rps, w.p50, w.p99);
+}
+
+/// Throughput on a fresh SQLite store, then after 1M identity requests on it.
+async fn million() {
+    let s = sim("0").await;
+    let db = temp_sqlite();
+    let (url, _r) = relay(&s.url, &db, "100000").await;
+    let urls = [url];
+    let users: Arc<Vec<String>> = Arc::new((0..1000).map(|i| mint(&format!("m{i}"), &format!("m{i}@bench.test"))).collect());
+    let leases = Arc::new((0..1000).map(|_| std::sync::Mutex::new(None)).collect::<Vec<_>>());
+    drive(&urls, &users, &leases, 2000).await;
+    let (lat, wall) = drive(&urls, &users, &leases, WARM_REQUESTS).await;
+    let fresh = lat.len() as f64 / wall.as_secs_f64();
+    let (_, wall) = drive(&urls, &users, &leases, 1_000_000).await;
+    let bulk = 1_000_000.0 / wall.as_secs_f64();
+    let (lat, wall) = drive(&urls, &users, &leases, WARM_REQUESTS).await;
+    let after = lat.len() as f64 / wall.as_secs_f64();
+    println!(
+        "| /v1/identity warm on SQLite, fresh store vs after 1M requests | {fresh:.0} vs {after:.0} requests/s ({:+.1}%; the 1M ran at {bulk:.0}/s) |",
+        (after / fresh - 1.0) * 100.0
+    );
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{db}{ext}"));
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let only = |name: &str| args.iter().any(|a| a == &format!("--only={name}"));
+    let any_only = args.iter().any(|a| a.starts_with("--only="));
+    println!("| measure | value |\n|---|---|");
+
+    if !any_only || only("warm") {
+        let ceiling = warm(&[bare().await]).await;
+        row("bare axum handler, fixed ticket (the ceiling)", &ceiling, None);
+
+        let s = sim("0").await;
+        let db = temp_sqlite();
+        let (url, _r) = relay(&s.url, &db, "100000").await;
+        row("relay on SQLite", &warm(&[url]).await, Some(&ceiling));
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{db}{ext}"));
+        }
+
+        let s = sim("0").await;
+        let db = pg::fresh_database();
+        let (url, _r) = relay(&s.url, &db, "100000").await;
+        row("relay on PostgreSQL", &warm(&[url]).await, Some(&ceiling));
+
+        let s = sim("0").await;
+        let db = pg::fresh_database();
+        let (a, _ra) = relay(&s.url, &db, "100000").await;
+        let (b, _rb) = relay(&s.url, &db, "100000").await;
+        row("two relays on one PostgreSQL, load split", &warm(&[a, b]).await, Some(&ceiling));
+    }
+    if args.iter().any(|a| a == "--million") || only("million") {
+        million().await;
+    }
+}
