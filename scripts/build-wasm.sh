@@ -13,9 +13,13 @@ mkdir -p "$stage" pkg
 wasm-bindgen --target web --no-typescript --out-dir "$stage" --out-name hsq_identity \
   target/wasm32-unknown-unknown/release/hsq_identity.wasm
 # binaryen from npm (132): Debian's wasm-opt (108) breaks the reference-types tables rustc emits.
-node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers --strip-target-features \
-  "$stage/hsq_identity_bg.wasm" -o pkg/hsq_identity_bg.wasm
-node scripts/minify-names.mjs "$stage/hsq_identity.js" pkg/hsq_identity_bg.wasm
+node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers \
+  "$stage/hsq_identity_bg.wasm" -o "$stage/opt.wasm"
+# Short names for every import and export (binaryen prints the old -> new map), then the same
+# names in the glue (scripts/minify-names.mjs): wasm-bindgen's hashed names do not compress.
+node_modules/.bin/wasm-opt --minify-imports-and-exports-and-modules --strip-target-features "$stage/opt.wasm" \
+  -o pkg/hsq_identity_bg.wasm > "$stage/names.json"
+node scripts/minify-names.mjs "$stage/hsq_identity.js" "$stage/names.json" pkg/hsq_identity_bg.wasm
 cp js/index.js "$stage/index.js"
 node_modules/.bin/esbuild "$stage/index.js" --bundle --format=esm --minify --target=es2022 \
   --log-level=warning --outfile=pkg/index.js
