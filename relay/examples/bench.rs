@@ -5,37 +5,17 @@
 //! 1,000 identity requests from 100 users, cold and warm; and `sync` of 40,000 users against
 //! the Free/Starter rate limit (100 calls per 10 s: the floor for 400 calls is 40 s).
 
+mod common;
+
 use clap::Parser;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::{json, Value};
+use common::{mint, sim, temp, SECRET};
+use serde_json::Value;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
 
-fn mint(sub: &str, email: &str) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-    let mut h = Header::new(Algorithm::HS256);
-    h.kid = Some("k1".into());
-    let c = json!({"sub": sub, "email": email, "aud": "hsq-relay", "iat": now, "exp": now + 900});
-    jsonwebtoken::encode(&h, &c, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
-}
 
-fn temp(ext: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("hsq-bench-{:016x}.{ext}", rand::random::<u64>()))
-}
 
-async fn sim(rate: &str) -> hubspot_sim::Running {
-    let s = hubspot_sim::spawn(<hubspot_sim::Cli as Parser>::parse_from(["s", "--token", "T", "--rate-limit", rate])).await.unwrap();
-    reqwest::Client::new()
-        .post(format!("{}/crm/v3/properties/contacts", s.url))
-        .bearer_auth("T")
-        .json(&json!({"name": "hsq_user_id", "label": "id", "type": "string", "fieldType": "text", "groupName": "contactinformation", "hasUniqueValue": true}))
-        .send()
-        .await
-        .unwrap();
-    s
-}
 
 async fn relay(sim_url: &str, rate: &str) -> (String, Arc<hsq_relay::relay::Relay>) {
     let db = temp("db");

@@ -14,40 +14,20 @@
 #[allow(dead_code)]
 mod pg;
 
+mod common;
+
 use clap::Parser;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use common::{mint, sim, temp, SECRET};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
 const CONNECTIONS: usize = 32;
 const WARM_REQUESTS: usize = 30_000;
 
-fn mint(sub: &str, email: &str) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-    let mut h = Header::new(Algorithm::HS256);
-    h.kid = Some("k1".into());
-    let c = json!({"sub": sub, "email": email, "aud": "hsq-relay", "iat": now, "exp": now + 3600});
-    jsonwebtoken::encode(&h, &c, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
-}
 
-async fn sim(rate: &str) -> hubspot_sim::Running {
-    let s = hubspot_sim::spawn(<hubspot_sim::Cli as Parser>::parse_from(["s", "--token", "T", "--rate-limit", rate])).await.unwrap();
-    reqwest::Client::new()
-        .post(format!("{}/crm/v3/properties/contacts", s.url))
-        .bearer_auth("T")
-        .json(&json!({"name": "hsq_user_id", "label": "id", "type": "string", "fieldType": "text", "groupName": "contactinformation", "hasUniqueValue": true}))
-        .send()
-        .await
-        .unwrap();
-    s
-}
 
-fn temp_sqlite() -> String {
-    std::env::temp_dir().join(format!("hsq-bench-{:016x}.db", rand::random::<u64>())).display().to_string()
-}
 
 async fn relay(sim_url: &str, db: &str, rate: &str) -> (String, Arc<hsq_relay::relay::Relay>) {
     let argv = [
@@ -158,7 +138,7 @@ fn row(what: &str, w: &Warm, ceiling: Option<&Warm>) {
 /// Throughput on a fresh SQLite store, then after 1M identity requests on it.
 async fn million() {
     let s = sim("0").await;
-    let db = temp_sqlite();
+    let db = temp("db").display().to_string();
     let (url, _r) = relay(&s.url, &db, "100000").await;
     let urls = [url];
     let users: Arc<Vec<String>> = Arc::new((0..1000).map(|i| mint(&format!("m{i}"), &format!("m{i}@bench.test"))).collect());
@@ -191,7 +171,7 @@ async fn main() {
         row("bare axum handler, fixed ticket (the ceiling)", &ceiling, None);
 
         let s = sim("0").await;
-        let db = temp_sqlite();
+        let db = temp("db").display().to_string();
         let (url, _r) = relay(&s.url, &db, "100000").await;
         row("relay on SQLite", &warm(&[url]).await, Some(&ceiling));
         for ext in ["", "-wal", "-shm"] {

@@ -1,0 +1,34 @@
+//! What the relay's benchmarks share: the assertion they sign, temporary files, and a simulator
+//! with the unique id property.
+
+use clap::Parser;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
+
+/// An assertion for `sub`, valid for the 15 minutes the relay allows.
+pub fn mint(sub: &str, email: &str) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("k1".into());
+    let c = json!({"sub": sub, "email": email, "aud": "hsq-relay", "iat": now, "exp": now + 900});
+    jsonwebtoken::encode(&h, &c, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+}
+
+pub fn temp(ext: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("hsq-bench-{:016x}.{ext}", rand::random::<u64>()))
+}
+
+pub async fn sim(rate: &str) -> hubspot_sim::Running {
+    let s = hubspot_sim::spawn(<hubspot_sim::Cli as Parser>::parse_from(["s", "--token", "T", "--rate-limit", rate])).await.unwrap();
+    reqwest::Client::new()
+        .post(format!("{}/crm/v3/properties/contacts", s.url))
+        .bearer_auth("T")
+        .json(&json!({"name": "hsq_user_id", "label": "id", "type": "string", "fieldType": "text", "groupName": "contactinformation", "hasUniqueValue": true}))
+        .send()
+        .await
+        .unwrap();
+    s
+}
