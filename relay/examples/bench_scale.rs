@@ -1,4 +1,4 @@
-//! Run with `cargo run --release -p hsq-relay --example bench_scale [-- --million]`.
+//! Run with `cargo run --release -p hsq-relay --example bench_scale [-- --million] [-- --only=warm|burst|million]`.
 //!
 //! Prints markdown rows (`| measure | value |`), all measured in one run on this machine (the load
 //! generator, relays, simulator and PostgreSQL share its cores):
@@ -6,6 +6,8 @@
 //!   bare axum handler that parses the same body and answers a fixed ticket (the ceiling), the
 //!   relay on SQLite, on PostgreSQL, and two relays on one PostgreSQL with the load split between
 //!   them; each as a ratio to the ceiling;
+//! - 1,000 users HubSpot has never seen arriving at once, at the Free/Starter rate limit (100
+//!   calls per 10 s): the time until every page holds a confirmed ticket, and the HubSpot calls;
 //! - with `--million`: throughput on a fresh SQLite store against after 1M identity requests.
 //!
 //! PostgreSQL: a temporary cluster started as the API tests start theirs (`tests/api/pg.rs`).
@@ -159,6 +161,56 @@ async fn million() {
     }
 }
 
+/// 1,000 new users at once against HubSpot's Free/Starter limit (100 calls per 10 s, simulator
+/// and relay alike): each page asks until its ticket is confirmed, waiting out a 503's
+/// `Retry-After` (or 1 s after another answer), as the module does.
+async fn burst() {
+    let s = sim("100").await;
+    let db = temp("db").display().to_string();
+    let (url, r) = relay(&s.url, &db, "100").await;
+    let http = reqwest::Client::new();
+    let stats = || async { http.get(format!("{}/__sim/stats", s.url)).send().await.unwrap().json::<Value>().await.unwrap() };
+    let creates = |v: &Value| -> u64 {
+        v["calls"].as_object().unwrap().iter().filter(|(k, _)| k.starts_with("POST /crm/v3/objects/contacts ") || k.starts_with("POST /crm/v3/objects/contacts/batch/upsert ")).map(|(_, n)| n.as_u64().unwrap_or(0)).sum()
+    };
+    let before = (r.metrics.hubspot_total(), creates(&stats().await));
+    let unavailable = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let (http, url, unavailable) = (http.clone(), format!("{url}/v1/identity"), unavailable.clone());
+        let body = json!({ "assertion": mint(&format!("n{i}"), &format!("n{i}@bench.test")) });
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let res = http.post(&url).json(&body).send().await.unwrap();
+                let status = res.status();
+                let wait = res.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
+                let v: Value = res.json().await.unwrap();
+                if status == 200 && v["state"] == "confirmed" {
+                    return;
+                }
+                if status == 503 {
+                    unavailable.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let calls = r.metrics.hubspot_total() - before.0;
+    let create_calls = creates(&stats().await) - before.1;
+    println!(
+        "| 1,000 new users at once, HubSpot at 100 calls per 10 s (Free/Starter) | {secs:.1} s until every ticket is confirmed; {calls} HubSpot calls, {create_calls} of them creating contacts; {} answers 503 |",
+        unavailable.load(Ordering::Relaxed)
+    );
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{db}{ext}"));
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -188,6 +240,9 @@ async fn main() {
         let (a, _ra) = relay(&s.url, &db, "100000").await;
         let (b, _rb) = relay(&s.url, &db, "100000").await;
         row("two relays on one PostgreSQL, load split", &warm(&[a, b]).await, Some(&ceiling));
+    }
+    if !any_only || only("burst") {
+        burst().await;
     }
     if args.iter().any(|a| a == "--million") || only("million") {
         million().await;

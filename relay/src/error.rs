@@ -31,6 +31,9 @@ pub enum ApiError {
     /// 503: HubSpot cannot be called now; retry after the given seconds.
     #[error("HubSpot is unavailable; retry in {0} s")]
     Unavailable(u64),
+    /// 503: no database connection came free in time, or none could be opened.
+    #[error("the relay's database is busy; retry in {0} s")]
+    StoreBusy(u64),
     /// 503: the request took longer than the relay answers in; retry after the given seconds.
     #[error("the request took longer than {0} s; retry shortly")]
     Timeout(u64),
@@ -41,7 +44,16 @@ pub enum ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Internal(anyhow::Error::new(e).context("store"))
+        use crate::store::StoreError;
+        match e {
+            // No connection came free in time (a burst larger than the pool), or none could be
+            // opened: the database is busy or away, not broken. The page asks again in a second.
+            StoreError::PostgresPool(_) | StoreError::SqlitePool(_) => {
+                tracing::warn!(error = %e, "no database connection in time");
+                ApiError::StoreBusy(1)
+            }
+            e => ApiError::Internal(anyhow::Error::new(e).context("store")),
+        }
     }
 }
 
@@ -59,6 +71,7 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
             ApiError::RateLimited(s) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", Some(*s)),
             ApiError::Unavailable(s) => (StatusCode::SERVICE_UNAVAILABLE, "hubspot_unavailable", Some(*s)),
+            ApiError::StoreBusy(s) => (StatusCode::SERVICE_UNAVAILABLE, "store_busy", Some(*s)),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         };
         let message = match &self {
@@ -66,7 +79,7 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = ?e, "internal error");
                 "internal error; see the relay's log".to_string()
             }
-            ApiError::Unavailable(_) | ApiError::Timeout(_) => {
+            ApiError::Unavailable(_) | ApiError::StoreBusy(_) | ApiError::Timeout(_) => {
                 tracing::warn!(error = %self, "answering 503");
                 self.to_string()
             }

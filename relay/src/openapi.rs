@@ -7,8 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 /// Every error: a code (`bad_request`, `unauthorized`, `not_found`, `method_not_allowed`,
-/// `payload_too_large`, `uri_too_long`, `rate_limited`, `hubspot_unavailable`, `timeout`,
-/// `internal`) and a message that names what is wrong.
+/// `payload_too_large`, `uri_too_long`, `rate_limited`, `hubspot_unavailable`, `store_busy`,
+/// `timeout`, `internal`) and a message that names what is wrong.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     pub error: String,

@@ -84,6 +84,21 @@ pub struct Job {
     pub claimed_by: Option<String>,
 }
 
+/// What a warm `POST /v1/identity` needs, read in one statement (one consistent snapshot): the
+/// user, whether HubSpot erased them, their outbox job, the lease the page holds and the binding of
+/// its utk. See `Relay::identify`: when nothing in it needs a write, the ticket is answered from it.
+#[derive(Debug, Clone, Default)]
+pub struct WarmView {
+    pub user: User,
+    pub erased: bool,
+    /// The job's state, claim end and claimant, when the user has a job.
+    pub job: Option<(String, i64, Option<String>)>,
+    /// The lease's email, end (ms) and whether it was released, when it is this user's.
+    pub lease: Option<(String, i64, bool)>,
+    /// Whom the utk is bound to, and when that was last noted (ms).
+    pub utk: Option<(String, i64)>,
+}
+
 /// Progress of one CSV sync, so an interrupted run resumes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyncProgress {
@@ -147,6 +162,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// made before that write must not replace it. Answers whether it saved.
     async fn save_contact_if(&self, sub: &str, gen: i64, contact_id: &str, hubspot_email: Option<&str>, now: i64) -> StoreResult<bool>;
     /// Records the app's email for a user if `at` is newer than what is stored. Returns the user.
+    /// The warm-path snapshot of `sub` (None when the user is unknown), with the lease `lease_id`
+    /// if it is theirs and the binding of `utk`.
+    async fn warm_view(&self, sub: &str, lease_id: &str, utk: Option<&str>) -> StoreResult<Option<WarmView>>;
     async fn note_app_email(&self, sub: &str, email: &str, at: i64, first: Option<&str>, last: Option<&str>) -> StoreResult<User>;
     async fn set_conflict(&self, sub: &str, email: Option<&str>, with: Option<&str>) -> StoreResult<()>;
     async fn set_error(&self, sub: &str, error: Option<&str>) -> StoreResult<()>;
@@ -920,6 +938,33 @@ impl Store for SqlStore {
             )
             .await?;
         Ok(n == 1)
+    }
+
+    async fn warm_view(&self, sub: &str, lease_id: &str, utk: Option<&str>) -> StoreResult<Option<WarmView>> {
+        // One statement on the primary keys of users, outbox, leases and utk_bindings.
+        let rows = self
+            .read()
+            .await?
+            .query(
+                "SELECT u.sub, u.contact_id, u.hubspot_email, u.fetched_at, u.app_email, u.app_email_at, u.firstname, u.lastname,
+                        u.conflict_email, u.conflict_with, u.last_error, u.gen,
+                        CASE WHEN EXISTS (SELECT 1 FROM erased_users e WHERE e.sub = u.sub) THEN 1 ELSE 0 END,
+                        o.state, o.claimed_until, o.claimed_by, l.email, l.expires_at, l.released, b.sub, b.at
+                 FROM users u
+                 LEFT JOIN outbox o ON o.sub = u.sub
+                 LEFT JOIN leases l ON l.id = $2 AND l.sub = u.sub
+                 LEFT JOIN utk_bindings b ON b.utk = $3
+                 WHERE u.sub = $1",
+                vec![sub.into(), lease_id.into(), utk.into()],
+            )
+            .await?;
+        Ok(rows.first().map(|r| WarmView {
+            user: user_from(r),
+            erased: r[12].int() == Some(1),
+            job: r[13].text().map(|state| (state, r[14].int().unwrap_or(0), r[15].text())),
+            lease: r[16].text().map(|email| (email, r[17].int().unwrap_or(0), r[18].int().unwrap_or(0) != 0)),
+            utk: r[19].text().map(|s| (s, r[20].int().unwrap_or(0))),
+        }))
     }
 
     async fn note_app_email(&self, sub: &str, email: &str, at: i64, first: Option<&str>, last: Option<&str>) -> StoreResult<User> {
