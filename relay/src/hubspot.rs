@@ -1,15 +1,16 @@
 //! The one HubSpot client every call goes through: a rate limiter fed by HubSpot's
-//! `X-HubSpot-RateLimit-*` headers, backoff for 429/5xx/timeouts (`Retry-After` when present), and
-//! reads of different users coalesced into `batch/read` calls of up to 100.
+//! `X-HubSpot-RateLimit-*` headers, backoff for 429/5xx/timeouts (`Retry-After` when present),
+//! reads of different users coalesced into `batch/read` calls of up to 100, and new users' contacts
+//! coalesced into `batch/upsert` calls of up to 100 (by the unique id property, never by email).
 
 use crate::config::{HubSpotArgs, Secret};
 use crate::metrics::Metrics;
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
 /// HubSpot's rate-limit window.
@@ -18,8 +19,12 @@ const INTERVAL: Duration = Duration::from_secs(10);
 const MARGIN: Duration = Duration::from_millis(150);
 /// Inputs per batch call.
 pub const BATCH_MAX: usize = 100;
-/// How long the batcher waits for more reads to join a batch.
+/// How long the batcher waits for more reads (or new contacts) to join a batch.
 const BATCH_WINDOW: Duration = Duration::from_millis(3);
+/// Create calls in flight at once. While one is (or waits for the rate limit), new contacts gather
+/// into the next batch: creation is bound by HubSpot's rate limit, not by calls in flight, and one
+/// at a time makes the fewest calls (100 users a call at most, at most 10 s of 503s in a burst).
+const CREATES_IN_FLIGHT: usize = 1;
 
 /// A contact as the relay needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,11 +132,25 @@ struct ReadRequest {
     reply: oneshot::Sender<Result<Option<Contact>, HubSpotError>>,
 }
 
+type CreateReply = oneshot::Sender<Result<Contact, HubSpotError>>;
+
+struct CreateRequest {
+    sub: String,
+    properties: Map<String, Value>,
+    deadline: Instant,
+    reply: CreateReply,
+}
+
+/// New contacts waiting for one create call: by the user's id, the properties and deadline of the
+/// first request and everyone waiting for it.
+type CreateBatch = HashMap<String, (Map<String, Value>, Instant, Vec<CreateReply>)>;
+
 /// The HubSpot client. Cheap to clone.
 #[derive(Clone)]
 pub struct HubSpot {
     inner: Arc<Inner>,
     reads: mpsc::UnboundedSender<ReadRequest>,
+    creates: mpsc::UnboundedSender<CreateRequest>,
 }
 
 struct Inner {
@@ -179,8 +198,10 @@ impl HubSpot {
             timeout: args.timeout(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
-        let client = HubSpot { inner, reads: tx };
+        let (ctx, crx) = mpsc::unbounded_channel();
+        let client = HubSpot { inner, reads: tx, creates: ctx };
         tokio::spawn(client.clone().batch_reads(rx));
+        tokio::spawn(client.clone().batch_creates(crx));
         Ok(client)
     }
 
@@ -381,6 +402,150 @@ impl HubSpot {
                 let _ = r.send(answer.clone());
             }
         }
+    }
+
+    /// Creates the contact of the user `sub` (the unique id property is set to it) with
+    /// `properties`. Concurrent creations of different users are coalesced: those arriving within
+    /// a few ms, or while earlier create calls are still in flight (waiting for the rate limit,
+    /// say), go in one `batch/upsert` call of up to 100 by the unique id property. A lone one is a
+    /// plain create. A 409 (the email is another contact's) comes back as `Status{409}` with the
+    /// existing id in its message, as from a plain create.
+    ///
+    /// Upsert by the id property never matches a contact by email. If another relay created this
+    /// user's contact meanwhile, the upsert finds it by the id and writes the same properties
+    /// (the app's current email, which that relay wrote too unless the app changed it since: then
+    /// no lease on the old email was issued, since every decision re-reads the app's email).
+    pub async fn create_for(&self, sub: &str, properties: Map<String, Value>, deadline: Instant) -> Result<Contact, HubSpotError> {
+        let _waiting = self.inner.metrics.creating();
+        let (tx, rx) = oneshot::channel();
+        let req = CreateRequest { sub: sub.to_string(), properties, deadline, reply: tx };
+        if self.creates.send(req).is_err() {
+            return Err(HubSpotError::Unreachable("the create batcher stopped".into()));
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(r) => r.unwrap_or_else(|_| Err(HubSpotError::Unreachable("the create batcher dropped the contact".into()))),
+            Err(_) => Err(HubSpotError::Unreachable("HubSpot did not create the contact within the budget".into())),
+        }
+    }
+
+    async fn batch_creates(self, mut rx: mpsc::UnboundedReceiver<CreateRequest>) {
+        let in_flight = Arc::new(Semaphore::new(CREATES_IN_FLIGHT));
+        let add = |batch: &mut CreateBatch, r: CreateRequest| {
+            let e = batch.entry(r.sub).or_insert_with(|| (r.properties, r.deadline, Vec::new()));
+            e.1 = e.1.max(r.deadline);
+            e.2.push(r.reply);
+        };
+        while let Some(first) = rx.recv().await {
+            let mut batch = CreateBatch::new();
+            add(&mut batch, first);
+            let until = Instant::now() + BATCH_WINDOW;
+            while batch.len() < BATCH_MAX {
+                match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(r)) => add(&mut batch, r),
+                    _ => break,
+                }
+            }
+            // While earlier batches are in flight, keep gathering (up to a full batch).
+            let permit = loop {
+                if batch.len() >= BATCH_MAX {
+                    break in_flight.clone().acquire_owned().await;
+                }
+                tokio::select! {
+                    p = in_flight.clone().acquire_owned() => break p,
+                    r = rx.recv() => match r {
+                        Some(r) => add(&mut batch, r),
+                        None => break in_flight.clone().acquire_owned().await,
+                    },
+                }
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.run_creates(batch).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn run_creates(&self, mut batch: CreateBatch) {
+        // Nobody waits for a contact any more (their requests timed out): it is made next time.
+        batch.retain(|_, (_, _, replies)| replies.iter().any(|r| !r.is_closed()));
+        if batch.is_empty() {
+            return;
+        }
+        let deadline = batch.values().map(|(_, d, _)| *d).max();
+        let retry = Retry { attempts: 4, deadline };
+        let mut answers: HashMap<String, Result<Contact, HubSpotError>> = HashMap::new();
+        if batch.len() == 1 {
+            for (sub, (props, _, _)) in &batch {
+                answers.insert(sub.clone(), self.create_one(sub, props, retry).await);
+            }
+        } else {
+            let idp = self.inner.id_property.clone();
+            let inputs: Vec<Value> = batch
+                .iter()
+                .map(|(sub, (props, _, _))| {
+                    let mut p = props.clone();
+                    // Echoed back, so each result names its user.
+                    p.insert(idp.clone(), json!(sub));
+                    json!({ "id": sub, "idProperty": idp, "properties": p })
+                })
+                .collect();
+            match self.call(Method::POST, "/crm/v3/objects/contacts/batch/upsert", Some(&json!({ "inputs": inputs })), retry).await {
+                Ok((_, v)) => {
+                    for r in v["results"].as_array().into_iter().flatten() {
+                        if let Some(c) = self.contact_from(r) {
+                            if let Some(sub) = c.sub.clone() {
+                                answers.insert(sub, Ok(c));
+                            }
+                        }
+                    }
+                    for e in v["errors"].as_array().into_iter().flatten() {
+                        let category = e["category"].as_str().map(str::to_string);
+                        let status = if category.as_deref() == Some("CONFLICT") { 409 } else { 400 };
+                        let message = e["message"].as_str().unwrap_or("HubSpot refused the contact").to_string();
+                        for id in e["context"]["ids"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                            answers.insert(id.to_string(), Err(HubSpotError::Status { status, category: category.clone(), message: message.clone() }));
+                        }
+                    }
+                }
+                // Refused as a whole (one bad input fails the call): each on its own, so one
+                // user's bad input does not fail the others.
+                Err(HubSpotError::Status { status, .. }) if (400..500).contains(&status) && status != 429 => {
+                    let mut tasks = Vec::new();
+                    for (sub, (props, _, _)) in &batch {
+                        let (me, sub, props) = (self.clone(), sub.clone(), props.clone());
+                        tasks.push(tokio::spawn(async move {
+                            let r = me.create_one(&sub, &props, retry).await;
+                            (sub, r)
+                        }));
+                    }
+                    for t in tasks {
+                        if let Ok((sub, r)) = t.await {
+                            answers.insert(sub, r);
+                        }
+                    }
+                }
+                Err(e) => {
+                    for sub in batch.keys() {
+                        answers.insert(sub.clone(), Err(e.clone()));
+                    }
+                }
+            }
+        }
+        for (sub, (_, _, replies)) in batch {
+            let answer = answers
+                .remove(&sub)
+                .unwrap_or_else(|| Err(HubSpotError::Unreachable("HubSpot's batch answer left this contact out".into())));
+            for r in replies {
+                let _ = r.send(answer.clone());
+            }
+        }
+    }
+
+    async fn create_one(&self, sub: &str, props: &Map<String, Value>, retry: Retry) -> Result<Contact, HubSpotError> {
+        let mut p = props.clone();
+        p.insert(self.inner.id_property.clone(), json!(sub));
+        self.create(Value::Object(p), retry).await
     }
 
     /// Reads a contact by record id (merged ids resolve to the surviving record).

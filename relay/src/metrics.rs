@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
 #[derive(Debug, Default)]
@@ -12,6 +13,18 @@ pub struct Metrics {
     /// HubSpot-side changes: webhook events received / new, leases ended, changes applied.
     changes: Mutex<BTreeMap<&'static str, u64>>,
     alarms: Mutex<BTreeMap<&'static str, u64>>,
+    /// New users whose contact is waiting for a create call or in one.
+    creating: AtomicI64,
+}
+
+/// Counts a new user as waiting for its contact while alive.
+#[derive(Debug)]
+pub struct Creating<'a>(&'a Metrics);
+
+impl Drop for Creating<'_> {
+    fn drop(&mut self) {
+        self.0.creating.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -27,6 +40,12 @@ impl Metrics {
     /// Something an operator must fix (e.g. `hubspot_auth`: HubSpot refuses the access token).
     pub fn alarm(&self, name: &'static str) {
         *self.alarms.lock().unwrap_or_else(|e| e.into_inner()).entry(name).or_default() += 1;
+    }
+
+    /// A new user's contact is being created until the answer is dropped.
+    pub fn creating(&self) -> Creating<'_> {
+        self.creating.fetch_add(1, Ordering::Relaxed);
+        Creating(self)
     }
 
     pub fn ticket(&self, state: &'static str) {
@@ -98,6 +117,11 @@ impl Metrics {
         }
         drop(alarms);
         let _ = writeln!(out, "# HELP hsq_outbox_depth Email changes waiting to be applied.\n# TYPE hsq_outbox_depth gauge\nhsq_outbox_depth {outbox_depth}");
+        let _ = writeln!(
+            out,
+            "# HELP hsq_contacts_awaiting_creation New users whose contact waits for a (batched) create call.\n# TYPE hsq_contacts_awaiting_creation gauge\nhsq_contacts_awaiting_creation {}",
+            self.creating.load(Ordering::Relaxed)
+        );
         let _ = writeln!(out, "# HELP hsq_live_leases Leases on confirmed emails that are live.\n# TYPE hsq_live_leases gauge\nhsq_live_leases {live_leases}");
         out
     }

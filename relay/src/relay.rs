@@ -480,17 +480,14 @@ impl Relay {
                     // without it, and flag the conflict for an operator.
                     tracing::warn!(%sub, other = %e.id, "the app's email is held by another user's contact");
                     let _ = self.store.set_conflict(sub, Some(desired), Some(&e.id)).await;
-                    let mut props = names.clone();
-                    props.insert(idp.clone(), json!(sub));
-                    let c = self.create_or_existing(props, budget).await?;
+                    let c = self.create_or_existing(sub, names.clone(), deadline, budget).await?;
                     self.save(user, &c).await;
                     return Ok(c);
                 }
                 None => {
                     let mut props = names.clone();
-                    props.insert(idp.clone(), json!(sub));
                     props.insert("email".into(), json!(desired));
-                    match self.hubspot.create(Value::Object(props), budget).await {
+                    match self.hubspot.create_for(sub, props, deadline).await {
                         Ok(c) => {
                             self.save(user, &c).await;
                             return Ok(c);
@@ -515,8 +512,8 @@ impl Relay {
         Err(HubSpotError::Unreachable("the contact kept changing while it was being linked".into()))
     }
 
-    async fn create_or_existing(&self, props: Map<String, Value>, budget: Retry) -> Result<Contact, HubSpotError> {
-        match self.hubspot.create(Value::Object(props), budget).await {
+    async fn create_or_existing(&self, sub: &str, props: Map<String, Value>, deadline: tokio::time::Instant, budget: Retry) -> Result<Contact, HubSpotError> {
+        match self.hubspot.create_for(sub, props, deadline).await {
             Ok(c) => Ok(c),
             Err(e) => match e.existing_id() {
                 Some(id) => self.hubspot.read_id(&id, budget).await?.ok_or(e),

@@ -89,7 +89,7 @@ async fn reset(State(sim): State<AppState>) -> StatusCode {
     *sim.world() = World::new();
     let mut g = sim.gate();
     g.calls.clear();
-    g.faults.clear();
+    g.release();
     g.reset_limits();
     StatusCode::NO_CONTENT
 }
@@ -140,7 +140,7 @@ async fn list_faults(State(sim): State<AppState>) -> Json<Value> {
     Json(json!({ "faults": sim.gate().faults }))
 }
 
-/// `POST /__sim/faults` `{path, method?, status?, latencyMs?, drop?, count?}`
+/// `POST /__sim/faults` `{path, method?, status?, latencyMs?, drop?, hold?, count?}`
 async fn add_fault(State(sim): State<AppState>, body: Bytes) -> HsResult<(StatusCode, Json<Value>)> {
     let f: Fault = serde_json::from_slice(&body).map_err(HsError::bad_json)?;
     if f.status.is_some_and(|s| !(400..600).contains(&s)) {
@@ -153,7 +153,8 @@ async fn add_fault(State(sim): State<AppState>, body: Bytes) -> HsResult<(Status
     Ok((StatusCode::CREATED, Json(json!(f))))
 }
 
+/// `DELETE /__sim/faults`: clears the faults and lets held requests go on.
 async fn clear_faults(State(sim): State<AppState>) -> StatusCode {
-    sim.gate().faults.clear();
+    sim.gate().release();
     StatusCode::NO_CONTENT
 }

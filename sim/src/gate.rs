@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 const INTERVAL_MS: i64 = 10_000;
@@ -26,6 +27,19 @@ pub struct Gate {
     /// "METHOD /route status" -> count, for API calls.
     pub calls: BTreeMap<String, u64>,
     pub faults: Vec<Fault>,
+    /// Requests held by a `hold` fault wait for this; clearing the faults wakes them.
+    pub released: Arc<tokio::sync::Notify>,
+    /// How many times the faults were cleared.
+    pub releases: u64,
+}
+
+impl Gate {
+    /// Clears the faults and lets every held request go on.
+    pub fn release(&mut self) {
+        self.faults.clear();
+        self.releases += 1;
+        self.released.notify_waiters();
+    }
 }
 
 /// A fault injected through `POST /__sim/faults`, applied to the next `count` matching requests.
@@ -46,6 +60,9 @@ pub struct Fault {
     /// Drop the connection instead of answering.
     #[serde(default)]
     pub drop: bool,
+    /// Hold the request until the faults are cleared (`DELETE /__sim/faults`), then serve it.
+    #[serde(default)]
+    pub hold: bool,
     /// How many requests it applies to.
     #[serde(default = "one")]
     pub count: u32,
@@ -187,7 +204,9 @@ pub async fn faults(State(sim): State<AppState>, req: Request, next: Next) -> Re
     let api = route.as_deref().filter(|r| {
         r.starts_with("/crm/") || r.starts_with("/contacts/") || r.starts_with("/visitor-identification/")
     });
-    let key = api.map(|r| format!("{} {r}", req.method()));
+    // A batch call is counted by its operation (`batch/read`, `batch/upsert`, ...), not `{op}`.
+    let op = req.uri().path().rsplit('/').next().unwrap_or_default();
+    let key = api.map(|r| format!("{} {}", req.method(), r.replace("{op}", op)));
     let res = apply_faults(&sim, req, next).await;
     if let Some(k) = key {
         *sim.gate().calls.entry(format!("{k} {}", res.status().as_u16())).or_default() += 1;
@@ -210,10 +229,20 @@ async fn apply_faults(sim: &AppState, req: Request, next: Next) -> Response {
             if g.faults[i].count == 0 {
                 g.faults.remove(i);
             }
-            f
+            (f, g.released.clone(), g.releases)
         })
     };
-    let Some(f) = fault else { return next.run(req).await };
+    let Some((f, released, releases)) = fault else { return next.run(req).await };
+    if f.hold {
+        loop {
+            // Made before the check, so a release in between still wakes it.
+            let woken = released.notified();
+            if sim.gate().releases != releases {
+                break;
+            }
+            woken.await;
+        }
+    }
     if f.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(f.latency_ms)).await;
     }

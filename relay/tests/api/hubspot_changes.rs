@@ -194,7 +194,7 @@ async fn reconciliation_without_webhooks_ends_the_old_lease_within_its_period_in
     let id = tickets[7]["contactId"].as_str().unwrap().to_string();
     let lease = tickets[7]["leaseId"].as_str().unwrap().to_string();
     app.edit_email_in_hubspot(&id, "edited@x.io").await;
-    let reads_before = app.calls("POST /crm/v3/objects/contacts/batch/{op}").await;
+    let reads_before = app.calls("POST /crm/v3/objects/contacts/batch/read").await;
     let gets_before = app.calls("GET /crm/v3/objects/contacts/{id}").await;
     let read_before = app.metric("reconcile_reads").await;
     eventually("the app's email written back", 15, || async { app.sim_email(&id).await.as_deref() == Some("c7@x.io") }).await;
@@ -203,7 +203,7 @@ async fn reconciliation_without_webhooks_ends_the_old_lease_within_its_period_in
     assert_ne!(r["leaseId"], lease.as_str(), "the lease on the old state ended");
     // 120 users with live leases are read 100 per call.
     eventually("every user read again", 15, || async { app.metric("reconcile_reads").await >= read_before + 120 }).await;
-    let reads = app.calls("POST /crm/v3/objects/contacts/batch/{op}").await - reads_before;
+    let reads = app.calls("POST /crm/v3/objects/contacts/batch/read").await - reads_before;
     assert!(reads >= 2, "{reads} batch reads");
     let gets = app.calls("GET /crm/v3/objects/contacts/{id}").await - gets_before;
     assert!(gets < 10, "not one read per user: {gets}");

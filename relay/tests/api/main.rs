@@ -1,6 +1,7 @@
 //! The relay against hubspot-sim over real HTTP, with real SQLite (or PostgreSQL with
 //! `HSQ_TEST_DB=postgres`; `multi_relay` always runs on PostgreSQL). One test binary.
 
+mod batch_create;
 mod crash;
 mod email_change;
 mod faults;
