@@ -383,27 +383,28 @@ impl Conn for SqliteConn {
         self.run(move |c| Ok(c.prepare_cached(&sqlite_sql(sql))?.execute(rusqlite::params_from_iter(params))? as u64)).await
     }
     async fn query(&mut self, sql: &'static str, params: Vec<Val>) -> StoreResult<Vec<Row>> {
-        self.run(move |c| {
-            let mut st = c.prepare_cached(&sqlite_sql(sql))?;
-            let n = st.column_count();
-            let mut rows = st.query(rusqlite::params_from_iter(params))?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                let mut row = Vec::with_capacity(n);
-                for i in 0..n {
-                    row.push(match r.get_ref(i)? {
-                        rusqlite::types::ValueRef::Integer(v) => Val::Int(v),
-                        rusqlite::types::ValueRef::Real(v) => Val::Int(v as i64),
-                        rusqlite::types::ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
-                        _ => Val::Null,
-                    });
-                }
-                out.push(row);
-            }
-            Ok(out)
-        })
-        .await
+        self.run(move |c| sqlite_query(c, sql, params)).await
     }
+}
+
+fn sqlite_query(c: &rusqlite::Connection, sql: &str, params: Vec<Val>) -> rusqlite::Result<Vec<Row>> {
+    let mut st = c.prepare_cached(&sqlite_sql(sql))?;
+    let n = st.column_count();
+    let mut rows = st.query(rusqlite::params_from_iter(params))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let mut row = Vec::with_capacity(n);
+        for i in 0..n {
+            row.push(match r.get_ref(i)? {
+                rusqlite::types::ValueRef::Integer(v) => Val::Int(v),
+                rusqlite::types::ValueRef::Real(v) => Val::Int(v as i64),
+                rusqlite::types::ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
+                _ => Val::Null,
+            });
+        }
+        out.push(row);
+    }
+    Ok(out)
 }
 
 impl Drop for SqliteConn {
@@ -586,6 +587,22 @@ impl SqlStore {
                 Ok(Box::new(SqliteConn { conn: Some(conn), _gate: gate, in_tx: false }))
             }
             Backend::Postgres { pool } => Ok(Box::new(PgConn { conn: Some(pool.get().await.map_err(pool_err)?), in_tx: false })),
+        }
+    }
+
+    /// One read statement outside any transaction. On SQLite the connection is taken and the
+    /// statement run in one blocking task, rather than one task for each.
+    async fn read_once(&self, sql: &'static str, params: Vec<Val>) -> StoreResult<Vec<Row>> {
+        match &self.backend {
+            Backend::Sqlite { pool, .. } => {
+                let pool = pool.clone();
+                let read = move || -> StoreResult<Vec<Row>> {
+                    let c = pool.get()?;
+                    Ok(sqlite_query(&c, sql, params)?)
+                };
+                tokio::task::spawn_blocking(read).await.map_err(|e| StoreError::Task(e.to_string()))?
+            }
+            Backend::Postgres { .. } => self.read().await?.query(sql, params).await,
         }
     }
 
@@ -943,9 +960,7 @@ impl Store for SqlStore {
     async fn warm_view(&self, sub: &str, lease_id: &str, utk: Option<&str>) -> StoreResult<Option<WarmView>> {
         // One statement on the primary keys of users, outbox, leases and utk_bindings.
         let rows = self
-            .read()
-            .await?
-            .query(
+            .read_once(
                 "SELECT u.sub, u.contact_id, u.hubspot_email, u.fetched_at, u.app_email, u.app_email_at, u.firstname, u.lastname,
                         u.conflict_email, u.conflict_with, u.last_error, u.gen,
                         CASE WHEN EXISTS (SELECT 1 FROM erased_users e WHERE e.sub = u.sub) THEN 1 ELSE 0 END,
