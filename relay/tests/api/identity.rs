@@ -1,5 +1,6 @@
 use crate::helpers::*;
 use serde_json::json;
+use std::time::Duration;
 
 #[tokio::test]
 async fn a_new_user_gets_a_contact_keyed_by_their_id_and_a_confirmed_leased_email() {
@@ -135,4 +136,40 @@ async fn health_and_metrics_report_without_secrets() {
     assert!(m.contains("hsq_outbox_depth 0"));
     assert!(m.contains("hsq_hubspot_calls_total{status=\"201\"}"));
     assert!(!m.contains(SECRET) && !m.contains(ADMIN) && !m.contains("Bearer"));
+}
+
+#[tokio::test]
+async fn a_renewal_that_changes_nothing_writes_nothing_and_a_change_still_ends_confirmation() {
+    // Arrange: a page's confirmed ticket; its assertion is reused, as a page renews.
+    let app = spawn_app(&[], &[]).await;
+    let page = mint("u_w", "w@x.io");
+    let renew = |lease: &str| json!({"assertion": page, "utk": utk(1), "leaseId": lease});
+    let first = app.identity_raw(json!({"assertion": page, "utk": utk(1)})).await.expect(200);
+    let lease = first["leaseId"].as_str().unwrap().to_string();
+
+    // Act: a second later (a write would move the lease's end by at least a second), the renewal
+    // is answered from one read: same lease, same stored end (600 s leases are written again
+    // only after 60 s).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = app.identity_raw(renew(&lease)).await.expect(200);
+    assert_eq!((again["state"].as_str(), again["leaseId"].as_str()), (Some("confirmed"), Some(lease.as_str())), "{again}");
+    assert_eq!(again["emailValidUntil"], first["emailValidUntil"], "the lease was not written again");
+    assert!(again["exp"].as_i64() > first["exp"].as_i64(), "the ticket itself is new: {again}");
+
+    // The app changes the email: the same renewal is no longer confirmed (the full path runs).
+    app.put_user("u_w", json!({"email": "w2@x.io"})).await.expect(202);
+    let after = app.identity_raw(renew(&lease)).await.expect(200);
+    assert_eq!((after["state"].as_str(), after["email"].as_str()), (Some("pending"), None), "{after}");
+}
+
+#[tokio::test]
+async fn a_lease_is_extended_once_a_tenth_of_it_has_passed() {
+    let app = spawn_app(&[], &["--lease-secs", "10"]).await;
+    let page = mint("u_t", "t@x.io");
+    let first = app.identity_raw(json!({"assertion": page})).await.expect(200);
+    let lease = first["leaseId"].as_str().unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let later = app.identity_raw(json!({"assertion": page, "leaseId": lease})).await.expect(200);
+    assert_eq!(later["leaseId"].as_str(), Some(lease));
+    assert!(later["emailValidUntil"].as_i64() > first["emailValidUntil"].as_i64(), "{first} then {later}");
 }
