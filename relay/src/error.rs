@@ -46,9 +46,11 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError;
         match e {
-            // No connection came free in time (a burst larger than the pool), or none could be
-            // opened: the database is busy or away, not broken. The page asks again in a second.
-            StoreError::PostgresPool(_) | StoreError::SqlitePool(_) => {
+            // No connection came free in time (a burst larger than the pool; r2d2's only error
+            // is that one): the database is busy, not broken. The page asks again in a second.
+            // Any other pool error (no connection could be opened: a wrong password, a missing
+            // database) is an internal error, logged as one.
+            StoreError::PoolTimeout | StoreError::SqlitePool(_) => {
                 tracing::warn!(error = %e, "no database connection in time");
                 ApiError::StoreBusy(1)
             }

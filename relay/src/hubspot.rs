@@ -13,6 +13,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// HubSpot's rate-limit window.
 const INTERVAL: Duration = Duration::from_secs(10);
 /// Our window entries outlive HubSpot's by this much, so clock and network skew don't cost 429s.
@@ -474,16 +476,48 @@ impl HubSpot {
         }
         let deadline = batch.values().map(|(_, d, _)| *d).max();
         let retry = Retry { attempts: 4, deadline };
-        let mut answers: HashMap<String, Result<Contact, HubSpotError>> = HashMap::new();
-        if batch.len() == 1 {
-            for (sub, (props, _, _)) in &batch {
-                answers.insert(sub.clone(), self.create_one(sub, props, retry).await);
+        // Two new users with one email never share a call: the second is created after, alone
+        // (its 409 then names the first one's contact, as from a plain create).
+        let mut seen = std::collections::HashSet::new();
+        let (mut first, mut later) = (Vec::new(), Vec::new());
+        for (sub, (props, _, _)) in &batch {
+            let email = props.get("email").and_then(Value::as_str).map(str::to_ascii_lowercase);
+            let item = (sub.clone(), props.clone());
+            if email.is_none_or(|e| seen.insert(e)) { first.push(item) } else { later.push(item) }
+        }
+        let mut answers = self.upsert_all(first, retry).await;
+        for (sub, props) in later {
+            let r = self.create_one(&sub, &props, retry).await;
+            answers.insert(sub, r);
+        }
+        for (sub, (_, _, replies)) in batch {
+            let answer = answers
+                .remove(&sub)
+                .unwrap_or_else(|| Err(HubSpotError::Unreachable("HubSpot's batch answer left this contact out".into())));
+            for r in replies {
+                let _ = r.send(answer.clone());
             }
-        } else {
+        }
+    }
+
+    /// Creates these users' contacts in one `batch/upsert` call (one alone: a plain create). A
+    /// call refused as a whole for one input (a 400, or the 409 HubSpot may give a whole batch
+    /// for one input's email) is split in halves, so one bad input costs a few calls, not one
+    /// per user; 401, 403 and 404 are the account's problem and answer every input.
+    fn upsert_all(&self, items: Vec<(String, Map<String, Value>)>, retry: Retry) -> BoxFuture<'_, HashMap<String, Result<Contact, HubSpotError>>> {
+        Box::pin(async move {
+            let mut answers = HashMap::new();
+            if items.len() <= 1 {
+                for (sub, props) in items {
+                    let r = self.create_one(&sub, &props, retry).await;
+                    answers.insert(sub, r);
+                }
+                return answers;
+            }
             let idp = self.inner.id_property.clone();
-            let inputs: Vec<Value> = batch
+            let inputs: Vec<Value> = items
                 .iter()
-                .map(|(sub, (props, _, _))| {
+                .map(|(sub, props)| {
                     let mut p = props.clone();
                     // Echoed back, so each result names its user.
                     p.insert(idp.clone(), json!(sub));
@@ -508,38 +542,20 @@ impl HubSpot {
                         }
                     }
                 }
-                // Refused as a whole (one bad input fails the call): each on its own, so one
-                // user's bad input does not fail the others.
-                Err(HubSpotError::Status { status, .. }) if (400..500).contains(&status) && status != 429 => {
-                    let mut tasks = Vec::new();
-                    for (sub, (props, _, _)) in &batch {
-                        let (me, sub, props) = (self.clone(), sub.clone(), props.clone());
-                        tasks.push(tokio::spawn(async move {
-                            let r = me.create_one(&sub, &props, retry).await;
-                            (sub, r)
-                        }));
-                    }
-                    for t in tasks {
-                        if let Ok((sub, r)) = t.await {
-                            answers.insert(sub, r);
-                        }
-                    }
+                Err(HubSpotError::Status { status, .. }) if (400..500).contains(&status) && ![401, 403, 404, 429].contains(&status) => {
+                    let mut items = items;
+                    let back = items.split_off(items.len() / 2);
+                    answers.extend(self.upsert_all(items, retry).await);
+                    answers.extend(self.upsert_all(back, retry).await);
                 }
                 Err(e) => {
-                    for sub in batch.keys() {
+                    for (sub, _) in &items {
                         answers.insert(sub.clone(), Err(e.clone()));
                     }
                 }
             }
-        }
-        for (sub, (_, _, replies)) in batch {
-            let answer = answers
-                .remove(&sub)
-                .unwrap_or_else(|| Err(HubSpotError::Unreachable("HubSpot's batch answer left this contact out".into())));
-            for r in replies {
-                let _ = r.send(answer.clone());
-            }
-        }
+            answers
+        })
     }
 
     async fn create_one(&self, sub: &str, props: &Map<String, Value>, retry: Retry) -> Result<Contact, HubSpotError> {

@@ -30,6 +30,9 @@ pub enum StoreError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("PostgreSQL pool: {0}")]
     PostgresPool(String),
+    /// No connection came free within the pool's wait (a burst larger than the pool).
+    #[error("no database connection came free in time")]
+    PoolTimeout,
     #[error("migrations: {0}")]
     Migration(#[from] refinery::Error),
     #[error("the database task stopped: {0}")]
@@ -161,10 +164,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Like `save_contact`, unless the outbox wrote the user's contact since `gen` was read: a read
     /// made before that write must not replace it. Answers whether it saved.
     async fn save_contact_if(&self, sub: &str, gen: i64, contact_id: &str, hubspot_email: Option<&str>, now: i64) -> StoreResult<bool>;
-    /// Records the app's email for a user if `at` is newer than what is stored. Returns the user.
     /// The warm-path snapshot of `sub` (None when the user is unknown), with the lease `lease_id`
     /// if it is theirs and the binding of `utk`.
     async fn warm_view(&self, sub: &str, lease_id: &str, utk: Option<&str>) -> StoreResult<Option<WarmView>>;
+    /// Records the app's email for a user if `at` is newer than what is stored. Returns the user.
     async fn note_app_email(&self, sub: &str, email: &str, at: i64, first: Option<&str>, last: Option<&str>) -> StoreResult<User>;
     async fn set_conflict(&self, sub: &str, email: Option<&str>, with: Option<&str>) -> StoreResult<()>;
     async fn set_error(&self, sub: &str, error: Option<&str>) -> StoreResult<()>;
@@ -586,7 +589,13 @@ impl SqlStore {
                 let conn = tokio::task::spawn_blocking(move || pool.get()).await.map_err(|e| StoreError::Task(e.to_string()))??;
                 Ok(Box::new(SqliteConn { conn: Some(conn), _gate: gate, in_tx: false }))
             }
-            Backend::Postgres { pool } => Ok(Box::new(PgConn { conn: Some(pool.get().await.map_err(pool_err)?), in_tx: false })),
+            Backend::Postgres { pool } => {
+                let conn = pool.get().await.map_err(|e| match e {
+                    deadpool_postgres::PoolError::Timeout(_) => StoreError::PoolTimeout,
+                    e => pool_err(e),
+                })?;
+                Ok(Box::new(PgConn { conn: Some(conn), in_tx: false }))
+            }
         }
     }
 
@@ -595,6 +604,14 @@ impl SqlStore {
     async fn read_once(&self, sql: &'static str, params: Vec<Val>) -> StoreResult<Vec<Row>> {
         match &self.backend {
             Backend::Sqlite { pool, .. } => {
+                // A read by primary keys in WAL mode takes microseconds and never waits for a
+                // writer: with a free connection at hand it runs right here, as handing it to the
+                // blocking pool and back costs more (two thread switches) than the read. Without
+                // one it must not wait on this async thread (the connections' holders may need it):
+                // it goes to the blocking pool.
+                if let Some(c) = pool.try_get() {
+                    return Ok(sqlite_query(&c, sql, params)?);
+                }
                 let pool = pool.clone();
                 let read = move || -> StoreResult<Vec<Row>> {
                     let c = pool.get()?;

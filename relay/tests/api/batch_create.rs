@@ -119,3 +119,26 @@ async fn batched_creation_survives_429s_and_two_new_users_with_one_email_get_one
     states.sort();
     assert_eq!(states, ["confirmed", "conflict"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_as_a_whole_is_split_in_halves_not_sent_one_user_at_a_time() {
+    // Arrange: HubSpot refuses the first create batch as a whole with 409 (as it may for one
+    // input's email; the simulator itself answers per input).
+    let app = spawn_app(&[], PATIENT).await;
+    app.fault(json!({"path": "/crm/v3/objects/contacts/batch/upsert", "status": 409, "count": 1})).await;
+    let users: Vec<(String, String)> = (0..120).map(|i| (format!("h{i}"), format!("h{i}@x.io"))).collect();
+
+    // Act
+    let tickets = new_users(&app.url, users).await;
+
+    // Assert: every user confirmed on one contact of their own; the refused batch was retried
+    // as two halves (a few more calls), not as one create per user.
+    assert_eq!(app.calls("POST /crm/v3/objects/contacts/batch/upsert 409").await, 1);
+    let creates_alone = app.calls("POST /crm/v3/objects/contacts 201").await;
+    assert!(creates_alone < 5, "{creates_alone} users were created one call each");
+    let contacts = by_user(&app).await;
+    for (sub, ticket) in &tickets {
+        assert_eq!(contacts[sub].len(), 1, "{sub} has one contact");
+        assert_eq!((ticket["status"].as_u64(), ticket["state"].as_str()), (Some(200), Some("confirmed")), "{sub}: {ticket}");
+    }
+}
