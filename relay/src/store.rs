@@ -631,6 +631,18 @@ impl SqlStore {
     }
 }
 
+/// [`Store::warm_view`]'s one statement (`$1` sub, `$2` lease id, `$3` utk), on the primary keys
+/// of users, outbox, leases and utk_bindings. Public for the query-plan test.
+pub const WARM_VIEW_SQL: &str = "SELECT u.sub, u.contact_id, u.hubspot_email, u.fetched_at, u.app_email, u.app_email_at, u.firstname, u.lastname,
+        u.conflict_email, u.conflict_with, u.last_error, u.gen,
+        CASE WHEN EXISTS (SELECT 1 FROM erased_users e WHERE e.sub = u.sub) THEN 1 ELSE 0 END,
+        o.state, o.claimed_until, o.claimed_by, l.email, l.expires_at, l.released, b.sub, b.at
+    FROM users u
+    LEFT JOIN outbox o ON o.sub = u.sub
+    LEFT JOIN leases l ON l.id = $2 AND l.sub = u.sub
+    LEFT JOIN utk_bindings b ON b.utk = $3
+    WHERE u.sub = $1";
+
 const USER_COLS: &str = "sub, contact_id, hubspot_email, fetched_at, app_email, app_email_at, firstname, lastname, conflict_email, conflict_with, last_error, gen";
 
 fn user_from(r: &Row) -> User {
@@ -975,21 +987,7 @@ impl Store for SqlStore {
     }
 
     async fn warm_view(&self, sub: &str, lease_id: &str, utk: Option<&str>) -> StoreResult<Option<WarmView>> {
-        // One statement on the primary keys of users, outbox, leases and utk_bindings.
-        let rows = self
-            .read_once(
-                "SELECT u.sub, u.contact_id, u.hubspot_email, u.fetched_at, u.app_email, u.app_email_at, u.firstname, u.lastname,
-                        u.conflict_email, u.conflict_with, u.last_error, u.gen,
-                        CASE WHEN EXISTS (SELECT 1 FROM erased_users e WHERE e.sub = u.sub) THEN 1 ELSE 0 END,
-                        o.state, o.claimed_until, o.claimed_by, l.email, l.expires_at, l.released, b.sub, b.at
-                 FROM users u
-                 LEFT JOIN outbox o ON o.sub = u.sub
-                 LEFT JOIN leases l ON l.id = $2 AND l.sub = u.sub
-                 LEFT JOIN utk_bindings b ON b.utk = $3
-                 WHERE u.sub = $1",
-                vec![sub.into(), lease_id.into(), utk.into()],
-            )
-            .await?;
+        let rows = self.read_once(WARM_VIEW_SQL, vec![sub.into(), lease_id.into(), utk.into()]).await?;
         Ok(rows.first().map(|r| WarmView {
             user: user_from(r),
             erased: r[12].int() == Some(1),
