@@ -5,14 +5,38 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-pub fn start_relay(sim_url: &str, db: &str) -> (Child, String) {
+pub fn start_relay(sim_url: &str, db: &str) -> (RelayProcess, String) {
     // On PostgreSQL the restarted relay cannot tell the claims it held when it died from another
     // relay's: they run out, after 5 s here (30 s by default).
     start_relay_with(sim_url, db, &[("HSQ_OUTBOX_CLAIM_SECS", "5")])
 }
 
 /// The relay binary with more settings from the environment.
-pub fn start_relay_with(sim_url: &str, db: &str, env: &[(&str, &str)]) -> (Child, String) {
+/// A relay process the test started: killed when dropped, so a test that fails half-way leaves
+/// no relay running behind it.
+pub struct RelayProcess(Child);
+
+impl std::ops::Deref for RelayProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for RelayProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn start_relay_with(sim_url: &str, db: &str, env: &[(&str, &str)]) -> (RelayProcess, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hsq-relay"))
         .envs(env.iter().copied())
         .arg("serve")
@@ -30,7 +54,7 @@ pub fn start_relay_with(sim_url: &str, db: &str, env: &[(&str, &str)]) -> (Child
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line.trim().strip_prefix("hsq-relay listening on ").expect("first line says where it listens").to_string();
-    (child, url)
+    (RelayProcess(child), url)
 }
 
 #[tokio::test]
