@@ -11,6 +11,7 @@
 //
 // `node scripts/race.mjs [hsq|naive] [USERS] [--throttle RATE] [--concurrency N]` runs one race on
 // the debug build (`npm test` builds it) and prints what it found.
+import assert from "node:assert/strict";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { until, getJson, launchBrowser } from "../tests/e2e/helpers.mjs";
@@ -432,6 +433,21 @@ export function describe(r, max = 40) {
 }
 
 // Run as a program: one race, printed.
+/** The race's promise for hsq-identity (`r` from scripts/race.mjs's runRace): no page error, no
+ * view lost or misattributed, and each user on one contact with the new email and every view. */
+export function assertEveryViewOnOneContact(r) {
+  assert.deepEqual(r.pageErrors, []);
+  // Each lost or misattributed view, with what the page and the collector saw of it.
+  assert.equal(r.lostViews + r.wrongContactViews, 0, describe(r));
+  assert.equal(r.duplicates, 0, "no user has two contacts");
+  for (const u of r.users) {
+    assert.equal(u.contacts.length, 1, `${u.sub}: ${JSON.stringify(u.contacts)}`);
+    assert.equal(u.contacts[0].email, u.email, `${u.sub}: the new email is on the one contact`);
+    assert.equal(u.contacts[0].pageViews, u.viewsMade, `${u.sub}: every view of the run is on it`);
+  }
+  assert.equal(r.anonymousHits, 0);
+}
+
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const args = process.argv.slice(2);
   const flag = (name, dflt) => {

@@ -8,7 +8,7 @@
 mod common;
 
 use clap::Parser;
-use common::{mint, sim, temp, SECRET};
+use common::{mint, pct, sim, temp, SECRET};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,11 +62,6 @@ async fn drive(url: &str, assertions: Arc<Vec<String>>, total: usize, conc: usiz
         all.extend(t.await.unwrap());
     }
     (all, start.elapsed())
-}
-
-fn pct(l: &mut [Duration], p: f64) -> f64 {
-    l.sort();
-    l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1000.0
 }
 
 #[tokio::main]

@@ -20,7 +20,7 @@ mod pg;
 mod common;
 
 use clap::Parser;
-use common::{mint, sim, temp, SECRET};
+use common::{mint, pct, sim, temp, SECRET};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -111,11 +111,6 @@ async fn drive(urls: &[String], assertions: &Arc<Vec<String>>, leases: &Arc<Vec<
         all.extend(t.await.unwrap());
     }
     (all, start.elapsed())
-}
-
-fn pct(l: &mut [Duration], p: f64) -> f64 {
-    l.sort();
-    l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1000.0
 }
 
 struct Warm {

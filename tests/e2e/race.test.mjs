@@ -6,7 +6,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { launchBrowser, watchErrors, until, getJson } from "./helpers.mjs";
 import { startStack } from "../../scripts/stack.mjs";
-import { runRace, describe } from "../../scripts/race.mjs";
+import { runRace, assertEveryViewOnOneContact } from "../../scripts/race.mjs";
 
 const USERS = Number(process.env.RACE_USERS || 20);
 let browser;
@@ -42,16 +42,7 @@ test(`hsq-identity leaves one contact per user, the new email on it and every vi
       }
     };
     const r = await runRace({ browser, stack, mode: "hsq", users: USERS, midway });
-    assert.deepEqual(r.pageErrors, []);
-    // Each lost or misattributed view, with what the page and the collector saw of it.
-    assert.equal(r.lostViews + r.wrongContactViews, 0, describe(r));
-    assert.equal(r.duplicates, 0, "no user has two contacts");
-    for (const u of r.users) {
-      assert.equal(u.contacts.length, 1, `${u.sub}: ${JSON.stringify(u.contacts)}`);
-      assert.equal(u.contacts[0].email, u.email, `${u.sub}: the new email is on the one contact`);
-      assert.equal(u.contacts[0].pageViews, u.viewsMade, `${u.sub}: every view of the run is on it`);
-    }
-    assert.equal(r.anonymousHits, 0);
+    assertEveryViewOnOneContact(r);
     const stats = (await getJson(`${stack.sim.url}/__sim/stats`)).body.calls;
     assert.ok(Object.keys(stats).some((k) => k.endsWith(" 429")) && Object.keys(stats).some((k) => k.endsWith(" 500")), "the faults were met");
   } finally {

@@ -4,7 +4,7 @@
 use clap::Parser;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
 
@@ -31,4 +31,10 @@ pub async fn sim(rate: &str) -> hubspot_sim::Running {
         .await
         .unwrap();
     s
+}
+
+/// The `p` quantile of latencies `l` (sorted in place), in ms.
+pub fn pct(l: &mut [Duration], p: f64) -> f64 {
+    l.sort();
+    l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1000.0
 }
