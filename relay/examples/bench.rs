@@ -8,28 +8,13 @@
 mod common;
 
 use clap::Parser;
-use common::{mint, pct, sim, temp, SECRET};
+use common::{mint, pct, sim, temp};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
-
-
-
 async fn relay(sim_url: &str, rate: &str) -> (String, Arc<hsq_relay::relay::Relay>) {
-    let db = temp("db");
-    let argv = [
-        "hsq-relay", "serve", "--hubspot-access-token", "T", "--hubspot-api-base", sim_url, "--addr", "127.0.0.1:0",
-        "--assertion-secrets", &format!("k1:{SECRET}"), "--admin-token", "bench-admin-token-0000", "--db", &db.display().to_string(),
-        "--rate-limit-per-ip", "0", "--hubspot-rate-limit", rate,
-    ];
-    let hsq_relay::config::Command::Serve(args) = hsq_relay::config::Cli::parse_from(argv).command else { unreachable!() };
-    let app = hsq_relay::Application::build(args).await.unwrap();
-    let url = format!("http://{}", app.addr);
-    let r = app.relay.clone();
-    tokio::spawn(app.run_until(std::future::pending()));
-    (url, r)
+    common::relay(sim_url, &temp("db").display().to_string(), rate).await
 }
 
 /// Sends `assertions` (cycled `total` times) with `conc` concurrent clients; answers latencies.

@@ -19,8 +19,7 @@ mod pg;
 
 mod common;
 
-use clap::Parser;
-use common::{mint, pct, sim, temp, SECRET};
+use common::{mint, pct, relay, sim, temp};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,23 +27,6 @@ use std::time::{Duration, Instant};
 
 const CONNECTIONS: usize = 32;
 const WARM_REQUESTS: usize = 30_000;
-
-
-
-
-async fn relay(sim_url: &str, db: &str, rate: &str) -> (String, Arc<hsq_relay::relay::Relay>) {
-    let argv = [
-        "hsq-relay", "serve", "--hubspot-access-token", "T", "--hubspot-api-base", sim_url, "--addr", "127.0.0.1:0",
-        "--assertion-secrets", &format!("k1:{SECRET}"), "--admin-token", "bench-admin-token-0000", "--db", db,
-        "--rate-limit-per-ip", "0", "--hubspot-rate-limit", rate,
-    ];
-    let hsq_relay::config::Command::Serve(args) = hsq_relay::config::Cli::parse_from(argv).command else { unreachable!() };
-    let app = hsq_relay::Application::build(args).await.unwrap();
-    let url = format!("http://{}", app.addr);
-    let r = app.relay.clone();
-    tokio::spawn(app.run_until(std::future::pending()));
-    (url, r)
-}
 
 /// The ceiling: an axum handler that parses the same JSON body and answers a fixed ticket.
 async fn bare() -> String {

@@ -38,3 +38,19 @@ pub fn pct(l: &mut [Duration], p: f64) -> f64 {
     l.sort();
     l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1000.0
 }
+
+/// A relay serving on a free port against the simulator at `sim_url`, on the store `db`, with
+/// HubSpot's rate limit `rate` calls per 10 s and no per-client limit: its URL and state.
+pub async fn relay(sim_url: &str, db: &str, rate: &str) -> (String, std::sync::Arc<hsq_relay::relay::Relay>) {
+    let argv = [
+        "hsq-relay", "serve", "--hubspot-access-token", "T", "--hubspot-api-base", sim_url, "--addr", "127.0.0.1:0",
+        "--assertion-secrets", &format!("k1:{SECRET}"), "--admin-token", "bench-admin-token-0000", "--db", db,
+        "--rate-limit-per-ip", "0", "--hubspot-rate-limit", rate,
+    ];
+    let hsq_relay::config::Command::Serve(args) = hsq_relay::config::Cli::parse_from(argv).command else { unreachable!() };
+    let app = hsq_relay::Application::build(args).await.unwrap();
+    let url = format!("http://{}", app.addr);
+    let r = app.relay.clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    (url, r)
+}
