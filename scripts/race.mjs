@@ -10,8 +10,10 @@
 // contact answers `problems`: each such view with its trace, so the cause can be read off.
 //
 // `node scripts/race.mjs [hsq|naive] [USERS] [--throttle RATE] [--concurrency N]` runs one race on
-// the debug build (`npm test` builds it) and prints what it found.
+// the debug build (`npm test` builds it) and prints what it found. A throttled race runs
+// `throttledConcurrency(RATE)` users at a time unless told otherwise.
 import assert from "node:assert/strict";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { until, getJson, launchBrowser } from "../tests/e2e/helpers.mjs";
@@ -105,6 +107,20 @@ function pageTrace({ tab, prefix }) {
     if (k === HELD && v) log("restored", { views: views(v) });
     return v;
   };
+}
+
+/**
+ * How many users a race throttled `rate` times runs at once on `cores` cores. DevTools' CPU
+ * throttling does not idle a tab on Linux: every 200 µs it signals the tab's main thread, whose
+ * handler spins for (rate - 1) times the wall time since it last resumed (blink's
+ * ThreadCPUThrottler). So a throttled tab burns up to 1 - 1/rate of a core even while idle, and
+ * once the tabs outnumber the cores each spin lengthens with the wait, and the pages slow down far
+ * more than `rate`. Measured here (2 cores, 4x): 4 users at a time (8 tabs) made about 10 views a
+ * minute, 1 user at a time about 40. Each user has two tabs; a quarter of the cores stays with
+ * the browser, the servers and the driver.
+ */
+export function throttledConcurrency(rate, cores = os.availableParallelism()) {
+  return Math.max(1, Math.floor((cores * 0.75) / (2 * (1 - 1 / rate))));
 }
 
 /** A tab of a user's session: traced, and CPU-throttled when `rate` > 1 (DevTools' throttling). */
@@ -456,7 +472,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   };
   const cpuThrottle = Number(flag("--throttle", "1"));
   const dump = flag("--dump", null);
-  const concurrency = Number(flag("--concurrency", "4"));
+  const concurrency = Number(flag("--concurrency", String(cpuThrottle > 1 ? throttledConcurrency(cpuThrottle) : 4)));
   const [mode = "hsq", users = "20"] = args;
   const { startStack } = await import("./stack.mjs");
   const browser = await launchBrowser();
