@@ -211,3 +211,22 @@ fn claims_are_read_as_utf8_and_bad_payloads_are_none() {
     assert!(claims(&token_with("'not json'")).is_none());
     assert!(claims("h.%%%.s").is_none());
 }
+
+#[wasm_bindgen_test]
+fn a_mistyped_ticket_reads_as_none_and_the_error_names_the_kind_not_the_value() {
+    use hsq_identity::web::types::{from_js, Ticket};
+    // The patched serde-wasm-bindgen (vendor/serde-wasm-bindgen/PATCHED.md): the message names
+    // what was found without formatting it, so no f64 or Debug formatting is in the package.
+    let m = |v: JsValue| {
+        let e: JsValue = serde_wasm_bindgen::from_value::<String>(v).unwrap_err().into();
+        Reflect::get(&e, &"message".into()).unwrap().as_string().unwrap()
+    };
+    assert_eq!(m(JsValue::from(1.5)), "invalid type: a number, expected a string");
+    assert_eq!(m(JsValue::TRUE), "invalid type: a boolean, expected a string");
+    assert_eq!(m(js("return {}")), "invalid type: another value, expected a string");
+    // A ticket whose fields have the wrong types is no ticket; its right fields still read.
+    assert!(from_js::<Ticket>(js("return {id: 5, state: 'confirmed'}")).is_none());
+    assert!(from_js::<Ticket>(js("return {id: 'u', state: ['confirmed']}")).is_none());
+    let t = from_js::<Ticket>(js("return {id: 'u', state: 'confirmed', exp: 1.5}")).expect("a ticket");
+    assert_eq!((t.id.as_deref(), t.exp), (Some("u"), Some(1.5)));
+}
