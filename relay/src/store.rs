@@ -347,7 +347,8 @@ trait Conn: Send {
 type SqlitePool = r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>;
 type SqlitePooled = r2d2::PooledConnection<r2d2_sqlite::SqliteConnectionManager>;
 
-/// A pooled SQLite connection used from async code: each call runs on `spawn_blocking`.
+/// A pooled SQLite connection used from async code: each call runs on `spawn_blocking`, except
+/// statements inside a transaction ([`SqliteConn::inline`]).
 struct SqliteConn {
     conn: Option<SqlitePooled>,
     _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
@@ -377,15 +378,40 @@ fn sqlite_sql(sql: &str) -> String {
     sql.replace('$', "?")
 }
 
+impl SqliteConn {
+    /// Inside a transaction, after `BEGIN IMMEDIATE` took the database's write lock, a statement
+    /// cannot wait for another writer, and the relay's statements go by key: each runs right here,
+    /// as a trip to the blocking pool and back costs more than the statement. `COMMIT` still goes
+    /// there: it may checkpoint the WAL into the database file, which takes milliseconds.
+    fn inline(&self, sql: &str) -> bool {
+        self.in_tx && sql != "COMMIT"
+    }
+
+    fn here<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let c = self.conn.as_ref().ok_or_else(|| StoreError::Task("the connection was lost".into()))?;
+        Ok(f(c)?)
+    }
+}
+
+fn sqlite_exec(c: &rusqlite::Connection, sql: &str, params: Vec<Val>) -> rusqlite::Result<u64> {
+    Ok(c.prepare_cached(&sqlite_sql(sql))?.execute(rusqlite::params_from_iter(params))? as u64)
+}
+
 #[async_trait]
 impl Conn for SqliteConn {
     fn set_in_tx(&mut self, on: bool) {
         self.in_tx = on;
     }
     async fn exec(&mut self, sql: &'static str, params: Vec<Val>) -> StoreResult<u64> {
-        self.run(move |c| Ok(c.prepare_cached(&sqlite_sql(sql))?.execute(rusqlite::params_from_iter(params))? as u64)).await
+        if self.inline(sql) {
+            return self.here(|c| sqlite_exec(c, sql, params));
+        }
+        self.run(move |c| sqlite_exec(c, sql, params)).await
     }
     async fn query(&mut self, sql: &'static str, params: Vec<Val>) -> StoreResult<Vec<Row>> {
+        if self.inline(sql) {
+            return self.here(|c| sqlite_query(c, sql, params));
+        }
         self.run(move |c| sqlite_query(c, sql, params)).await
     }
 }
@@ -585,8 +611,15 @@ impl SqlStore {
         match &self.backend {
             Backend::Sqlite { pool, gate } => {
                 let gate = if write { Some(gate.clone().lock_owned().await) } else { None };
-                let pool = pool.clone();
-                let conn = tokio::task::spawn_blocking(move || pool.get()).await.map_err(|e| StoreError::Task(e.to_string()))??;
+                // A free connection is taken right here; waiting for one must not hold an async
+                // thread (the connections' holders may need it), so that goes to the blocking pool.
+                let conn = match pool.try_get() {
+                    Some(c) => c,
+                    None => {
+                        let pool = pool.clone();
+                        tokio::task::spawn_blocking(move || pool.get()).await.map_err(|e| StoreError::Task(e.to_string()))??
+                    }
+                };
                 Ok(Box::new(SqliteConn { conn: Some(conn), _gate: gate, in_tx: false }))
             }
             Backend::Postgres { pool } => {
