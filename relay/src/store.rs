@@ -339,20 +339,45 @@ trait Conn: Send {
     async fn query(&mut self, sql: &'static str, params: Vec<Val>) -> StoreResult<Vec<Row>>;
     /// Whether a transaction is open: dropped so, the connection rolls it back.
     fn set_in_tx(&mut self, on: bool);
+    /// The open transaction's statements each go by key (a user's decision), so they are quick.
+    fn by_key(&mut self) {}
 }
 
 // ---------------------------------------------------------------------------------------------
 // SQLite
 
-type SqlitePool = r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>;
-type SqlitePooled = r2d2::PooledConnection<r2d2_sqlite::SqliteConnectionManager>;
+type SqlitePool = r2d2::Pool<SqliteManager>;
+type SqlitePooled = r2d2::PooledConnection<SqliteManager>;
+
+/// r2d2_sqlite's manager, but a connection that comes back with a transaction still open is
+/// broken: the pool closes it (which rolls the transaction back) instead of handing it out again.
+/// That happens when a request is cancelled while its `BEGIN IMMEDIATE` runs in the blocking
+/// pool: the statement finishes there after the connection's owner is gone, and the write lock it
+/// took would otherwise stay with a pooled connection, blocking every other writer.
+#[derive(Debug)]
+struct SqliteManager(r2d2_sqlite::SqliteConnectionManager);
+
+impl r2d2::ManageConnection for SqliteManager {
+    type Connection = rusqlite::Connection;
+    type Error = rusqlite::Error;
+    fn connect(&self) -> Result<rusqlite::Connection, rusqlite::Error> {
+        self.0.connect()
+    }
+    fn is_valid(&self, c: &mut rusqlite::Connection) -> Result<(), rusqlite::Error> {
+        self.0.is_valid(c)
+    }
+    fn has_broken(&self, c: &mut rusqlite::Connection) -> bool {
+        !c.is_autocommit()
+    }
+}
 
 /// A pooled SQLite connection used from async code: each call runs on `spawn_blocking`, except
-/// statements inside a transaction ([`SqliteConn::inline`]).
+/// statements inside a user's transaction ([`SqliteConn::inline`]).
 struct SqliteConn {
     conn: Option<SqlitePooled>,
     _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
     in_tx: bool,
+    by_key: bool,
 }
 
 impl SqliteConn {
@@ -379,12 +404,13 @@ fn sqlite_sql(sql: &str) -> String {
 }
 
 impl SqliteConn {
-    /// Inside a transaction, after `BEGIN IMMEDIATE` took the database's write lock, a statement
-    /// cannot wait for another writer, and the relay's statements go by key: each runs right here,
-    /// as a trip to the blocking pool and back costs more than the statement. `COMMIT` still goes
-    /// there: it may checkpoint the WAL into the database file, which takes milliseconds.
+    /// Inside a user's transaction, after `BEGIN IMMEDIATE` took the database's write lock, a
+    /// statement cannot wait for another writer, and each goes by key: it runs right here, as a
+    /// trip to the blocking pool and back costs more than the statement. `COMMIT` still goes there:
+    /// it may checkpoint the WAL into the database file, which takes milliseconds. So do other
+    /// transactions' statements (webhook events come in batches of any size).
     fn inline(&self, sql: &str) -> bool {
-        self.in_tx && sql != "COMMIT"
+        self.in_tx && self.by_key && sql != "COMMIT"
     }
 
     fn here<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
@@ -401,6 +427,10 @@ fn sqlite_exec(c: &rusqlite::Connection, sql: &str, params: Vec<Val>) -> rusqlit
 impl Conn for SqliteConn {
     fn set_in_tx(&mut self, on: bool) {
         self.in_tx = on;
+        self.by_key &= on;
+    }
+    fn by_key(&mut self) {
+        self.by_key = true;
     }
     async fn exec(&mut self, sql: &'static str, params: Vec<Val>) -> StoreResult<u64> {
         if self.inline(sql) {
@@ -556,7 +586,7 @@ impl SqlStore {
         // `:memory:` is one database per connection: keep to one.
         let size = if path.as_os_str() == ":memory:" { 1 } else { pool_size.max(1) as u32 };
         let pool = tokio::task::spawn_blocking(move || -> StoreResult<SqlitePool> {
-            let pool = r2d2::Pool::builder().max_size(size).test_on_check_out(false).build(manager)?;
+            let pool = r2d2::Pool::builder().max_size(size).test_on_check_out(false).build(SqliteManager(manager))?;
             let mut c = pool.get()?;
             // SQLite has no advisory lock: two processes (or pools) opening a new file at once may
             // both apply a migration; the second fails (a table or column that exists, or the
@@ -620,7 +650,7 @@ impl SqlStore {
                         tokio::task::spawn_blocking(move || pool.get()).await.map_err(|e| StoreError::Task(e.to_string()))??
                     }
                 };
-                Ok(Box::new(SqliteConn { conn: Some(conn), _gate: gate, in_tx: false }))
+                Ok(Box::new(SqliteConn { conn: Some(conn), _gate: gate, in_tx: false, by_key: false }))
             }
             Backend::Postgres { pool } => {
                 let conn = pool.get().await.map_err(|e| match e {
@@ -1347,6 +1377,7 @@ impl Store for SqlStore {
         }
         // From here a drop rolls back.
         conn.set_in_tx(true);
+        conn.by_key();
         if self.is_pg() {
             conn.exec("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", vec![sub.into()]).await?;
         }
@@ -1360,6 +1391,24 @@ mod tests {
 
     async fn store() -> SqlStore {
         SqlStore::sqlite(std::path::Path::new(":memory:"), 1).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connection_back_in_the_pool_inside_a_transaction_is_closed_not_reused() {
+        let path = std::env::temp_dir().join(format!("hsq-store-open-tx-{}.db", std::process::id()));
+        let s = SqlStore::sqlite(&path, 1).await.unwrap();
+        let Backend::Sqlite { pool, .. } = &s.backend else { unreachable!() };
+        // What a request cancelled while its BEGIN IMMEDIATE ran in the blocking pool leaves.
+        pool.get().unwrap().execute_batch("BEGIN IMMEDIATE").unwrap();
+        // The next write is committed, not left inside that transaction on the reused connection.
+        s.note_app_email("u", "a@x.io", 1, None, None).await.unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        let seen: i64 = other.query_row("SELECT COUNT(*) FROM users WHERE sub = 'u'", [], |r| r.get(0)).unwrap();
+        drop((other, s));
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+        assert_eq!(seen, 1, "the write is visible to another connection");
     }
 
     #[tokio::test]
