@@ -14,7 +14,8 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { ROOT, startSim, startRelay, initSim, serveApp, launchBrowser, mintAssertion } from "../tests/e2e/helpers.mjs";
 
-const RUNS = Number(process.env.RUNS || 15);
+// A multiple of 6: each kind of page takes each position equally often.
+const RUNS = Number(process.env.RUNS || 18);
 const gz = (f) => gzipSync(readFileSync(path.join(ROOT, "pkg", f)), { level: 9 }).length;
 const sizes = { wasm: gz("hsq_identity_bg.wasm"), js: gz("index.js") };
 
@@ -96,9 +97,10 @@ const app = await serveApp({ relay: relay.url, pages: { "*": page, "/noop": noop
 const browser = await launchBrowser();
 const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const cold = { id: [], email: [], imported: [], wasm: [], done: [] }, warm = [], warmPre = [], floor = [], plugin = [], parts = { imported: [], wasm: [] };
-const measure = async (p, url) => {
+// `done`: the page sets window.done when start() resolves, which may be just after identify.
+const measure = async (p, url, done = false) => {
   await p.goto(url);
-  await p.waitForFunction(() => window.marks.email !== undefined);
+  await p.waitForFunction((d) => window.marks.email !== undefined && (!d || window.done !== undefined), done);
   return p.evaluate(() => ({ ...window.marks, done: window.done }));
 };
 for (let i = 0; i < RUNS; i++) {
@@ -112,19 +114,22 @@ for (let i = 0; i < RUNS; i++) {
   const kinds = [
     async () => {
       await ctx.clearCookies(); // the analytics page's tracker may have set hubspotutk
-      const m = await measure(p, `${app.url}/?a=${encodeURIComponent(token)}`);
+      const m = await measure(p, `${app.url}/?a=${encodeURIComponent(token)}`, true);
       cold.id.push(m.id);
       cold.email.push(m.email);
       cold.imported.push(m.imported);
       cold.wasm.push(m.wasm);
       cold.done.push(m.done);
-      // The next page of the same tab, with the cached ticket (no HTTP cache: no-store).
-      const w = await measure(p, `${app.url}/next?a=${encodeURIComponent(token)}`);
-      warm.push(w.email);
-      parts.imported.push(w.imported);
-      parts.wasm.push(w.wasm);
-      // And once more, the page preloading the wasm.
-      warmPre.push((await measure(p, `${app.url}/next?pre=1&a=${encodeURIComponent(token)}`)).email);
+      // The next pages of the same tab, with the cached ticket (no HTTP cache: no-store): one
+      // plain, one preloading the wasm, each first in every other round.
+      const plain = async () => {
+        const w = await measure(p, `${app.url}/next?a=${encodeURIComponent(token)}`);
+        warm.push(w.email);
+        parts.imported.push(w.imported);
+        parts.wasm.push(w.wasm);
+      };
+      const pre = async () => warmPre.push((await measure(p, `${app.url}/next?pre=1&a=${encodeURIComponent(token)}`)).email);
+      for (const f of i % 2 ? [pre, plain] : [plain, pre]) await f();
     },
     // The floor, in the same tab.
     async () => floor.push((await measure(p, `${app.url}/noop`)).email),
@@ -145,7 +150,7 @@ console.log(`| start() to identify queued, cached ticket (median of ${RUNS}) | $
 console.log(`| start() to identify queued, cached ticket, the page preloading the wasm (<link rel=preload>) | ${ms(median(warmPre))} |`);
 console.log(`| start() to identify {id} queued, no cache | ${ms(median(cold.id))} |`);
 console.log(`| start() to identify with the confirmed email, no cache (relay round trip) | ${ms(median(cold.email))} |`);
-console.log(`| of which, cached: the JS entry imported / the wasm loaded (preload) | ${ms(median(parts.imported))} / ${ms(median(parts.wasm))} |`);
+console.log(`| of which, cached: the JS entry imported / the wasm loaded (preload()) | ${ms(median(parts.imported))} / ${ms(median(parts.wasm))} |`);
 console.log(`| of which, no cache: the JS entry imported / the wasm loaded / start() resolved | ${ms(median(cold.imported))} / ${ms(median(cold.wasm))} / ${ms(median(cold.done))} |`);
 const f = median(floor);
 console.log(`| do-nothing ES module of ${(noop.length / 1024).toFixed(0)} KB (${(gzipSync(noop, { level: 9 }).length / 1024).toFixed(1)} KB gz): import to identify queued | ${ms(f)} |`);

@@ -35,7 +35,8 @@ for (const [mode, cpuThrottle] of [["naive", 1], ["hsq", 1], ...THROTTLE.map((t)
   console.error(`race: ${USERS} ${mode} users${cpuThrottle > 1 ? `, CPU ${cpuThrottle}x slower` : ""}...`);
   const stack = await startStack({ profile: "release", lagMs: "0-5000", simArgs: ["--rate-limit", "0"], relayEnv: { HSQ_LEASE_SECS: "15" } });
   try {
-    // Throttled tabs spin on the CPU even while idle (race.mjs, throttledConcurrency).
+    // Throttled tabs spin on the CPU even while idle (race.mjs, throttledConcurrency): a throttled
+    // race runs at most that many users at once, whatever BENCH_CONCURRENCY asks.
     const concurrency = cpuThrottle > 1 ? Math.min(CONCURRENCY, throttledConcurrency(cpuThrottle)) : CONCURRENCY;
     const r = await runRace({ browser, stack, mode, users: USERS, concurrency, settleMs: 180000, cpuThrottle });
     const label = (mode === "naive" ? "naive identify({email})" : "hsq-identity") + (cpuThrottle > 1 ? `, CPU ${cpuThrottle}x slower (DevTools throttling, ${concurrency} users at a time)` : "");
