@@ -381,11 +381,18 @@ struct SqliteConn {
 }
 
 impl SqliteConn {
+    /// Runs `f` on the connection: here when `here` ([`SqliteConn::inline`]), else on the
+    /// blocking pool.
     async fn run<T: Send + 'static>(
         &mut self,
+        here: bool,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let conn = self.conn.take().ok_or_else(|| StoreError::Task("the connection was lost".into()))?;
+        let lost = || StoreError::Task("the connection was lost".into());
+        if here {
+            return Ok(f(self.conn.as_ref().ok_or_else(lost)?)?);
+        }
+        let conn = self.conn.take().ok_or_else(lost)?;
         let (conn, result) = tokio::task::spawn_blocking(move || {
             let r = f(&conn);
             (conn, r)
@@ -395,6 +402,16 @@ impl SqliteConn {
         self.conn = Some(conn);
         Ok(result?)
     }
+}
+
+/// A pooled connection: a free one is taken right here; waiting for one must not hold an async
+/// thread (the connections' holders may need it), so that goes to the blocking pool.
+async fn sqlite_take(pool: &SqlitePool) -> StoreResult<SqlitePooled> {
+    if let Some(c) = pool.try_get() {
+        return Ok(c);
+    }
+    let pool = pool.clone();
+    Ok(tokio::task::spawn_blocking(move || pool.get()).await.map_err(|e| StoreError::Task(e.to_string()))??)
 }
 
 /// SQLite names `$1` by its text; `?1` is the same parameter by number, so the order of first use
@@ -412,11 +429,6 @@ impl SqliteConn {
     fn inline(&self, sql: &str) -> bool {
         self.in_tx && self.by_key && sql != "COMMIT"
     }
-
-    fn here<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
-        let c = self.conn.as_ref().ok_or_else(|| StoreError::Task("the connection was lost".into()))?;
-        Ok(f(c)?)
-    }
 }
 
 fn sqlite_exec(c: &rusqlite::Connection, sql: &str, params: Vec<Val>) -> rusqlite::Result<u64> {
@@ -433,16 +445,10 @@ impl Conn for SqliteConn {
         self.by_key = true;
     }
     async fn exec(&mut self, sql: &'static str, params: Vec<Val>) -> StoreResult<u64> {
-        if self.inline(sql) {
-            return self.here(|c| sqlite_exec(c, sql, params));
-        }
-        self.run(move |c| sqlite_exec(c, sql, params)).await
+        self.run(self.inline(sql), move |c| sqlite_exec(c, sql, params)).await
     }
     async fn query(&mut self, sql: &'static str, params: Vec<Val>) -> StoreResult<Vec<Row>> {
-        if self.inline(sql) {
-            return self.here(|c| sqlite_query(c, sql, params));
-        }
-        self.run(move |c| sqlite_query(c, sql, params)).await
+        self.run(self.inline(sql), move |c| sqlite_query(c, sql, params)).await
     }
 }
 
@@ -641,16 +647,7 @@ impl SqlStore {
         match &self.backend {
             Backend::Sqlite { pool, gate } => {
                 let gate = if write { Some(gate.clone().lock_owned().await) } else { None };
-                // A free connection is taken right here; waiting for one must not hold an async
-                // thread (the connections' holders may need it), so that goes to the blocking pool.
-                let conn = match pool.try_get() {
-                    Some(c) => c,
-                    None => {
-                        let pool = pool.clone();
-                        tokio::task::spawn_blocking(move || pool.get()).await.map_err(|e| StoreError::Task(e.to_string()))??
-                    }
-                };
-                Ok(Box::new(SqliteConn { conn: Some(conn), _gate: gate, in_tx: false, by_key: false }))
+                Ok(Box::new(SqliteConn { conn: Some(sqlite_take(pool).await?), _gate: gate, in_tx: false, by_key: false }))
             }
             Backend::Postgres { pool } => {
                 let conn = pool.get().await.map_err(|e| match e {
@@ -662,25 +659,14 @@ impl SqlStore {
         }
     }
 
-    /// One read statement outside any transaction. On SQLite the connection is taken and the
-    /// statement run in one blocking task, rather than one task for each.
+    /// One read statement outside any transaction. On SQLite it runs right here: a read by
+    /// primary keys in WAL mode takes microseconds and never waits for a writer, so handing it to
+    /// the blocking pool and back would cost more (two thread switches) than the read.
     async fn read_once(&self, sql: &'static str, params: Vec<Val>) -> StoreResult<Vec<Row>> {
         match &self.backend {
             Backend::Sqlite { pool, .. } => {
-                // A read by primary keys in WAL mode takes microseconds and never waits for a
-                // writer: with a free connection at hand it runs right here, as handing it to the
-                // blocking pool and back costs more (two thread switches) than the read. Without
-                // one it must not wait on this async thread (the connections' holders may need it):
-                // it goes to the blocking pool.
-                if let Some(c) = pool.try_get() {
-                    return Ok(sqlite_query(&c, sql, params)?);
-                }
-                let pool = pool.clone();
-                let read = move || -> StoreResult<Vec<Row>> {
-                    let c = pool.get()?;
-                    Ok(sqlite_query(&c, sql, params)?)
-                };
-                tokio::task::spawn_blocking(read).await.map_err(|e| StoreError::Task(e.to_string()))?
+                let c = sqlite_take(pool).await?;
+                Ok(sqlite_query(&c, sql, params)?)
             }
             Backend::Postgres { .. } => self.read().await?.query(sql, params).await,
         }
