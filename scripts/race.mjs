@@ -448,7 +448,6 @@ export function describe(r, max = 40) {
   return [head, ...r.problems.slice(0, max), ...more].join("\n");
 }
 
-// Run as a program: one race, printed.
 /** The race's promise for hsq-identity (`r` from scripts/race.mjs's runRace): no page error, no
  * view lost or misattributed, and each user on one contact with the new email and every view. */
 export function assertEveryViewOnOneContact(r) {
@@ -464,6 +463,7 @@ export function assertEveryViewOnOneContact(r) {
   assert.equal(r.anonymousHits, 0);
 }
 
+// Run as a program: one race, printed.
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const args = process.argv.slice(2);
   const flag = (name, dflt) => {

@@ -11,7 +11,6 @@ pub fn start_relay(sim_url: &str, db: &str) -> (RelayProcess, String) {
     start_relay_with(sim_url, db, &[("HSQ_OUTBOX_CLAIM_SECS", "5")])
 }
 
-/// The relay binary with more settings from the environment.
 /// A relay process the test started: killed when dropped, so a test that fails half-way leaves
 /// no relay running behind it.
 pub struct RelayProcess(Child);
@@ -36,6 +35,7 @@ impl Drop for RelayProcess {
     }
 }
 
+/// The relay binary with more settings from the environment.
 pub fn start_relay_with(sim_url: &str, db: &str, env: &[(&str, &str)]) -> (RelayProcess, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hsq-relay"))
         .envs(env.iter().copied())
