@@ -31,7 +31,7 @@ pub enum ApiError {
     /// 503: HubSpot cannot be called now; retry after the given seconds.
     #[error("HubSpot is unavailable; retry in {0} s")]
     Unavailable(u64),
-    /// 503: no database connection came free in time, or none could be opened.
+    /// 503: the database is busy or unavailable (see `StoreError::is_unavailable`).
     #[error("the relay's database is busy; retry in {0} s")]
     StoreBusy(u64),
     /// 503: the request took longer than the relay answers in; retry after the given seconds.
@@ -44,14 +44,15 @@ pub enum ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        use crate::store::StoreError;
         match e {
-            // No connection came free in time (a burst larger than the pool; r2d2's only error
-            // is that one): the database is busy, not broken. The page asks again in a second.
-            // Any other pool error (no connection could be opened: a wrong password, a missing
-            // database) is an internal error, logged as one.
-            StoreError::PoolTimeout | StoreError::SqlitePool(_) => {
-                tracing::warn!(error = %e, "no database connection in time");
+            // The database is busy or unavailable for now, not broken: no connection came free
+            // in time (a burst larger than the pool), none could be opened (the server is down or
+            // restarting), the connection closed under the statement, or SQLite's file stayed
+            // locked by another process past the busy timeout. The page asks again in a second.
+            // Anything else (a wrong password, a missing database, a bad statement) is an
+            // internal error, logged as one.
+            e if e.is_unavailable() => {
+                tracing::warn!(error = %e, "the database is unavailable");
                 ApiError::StoreBusy(1)
             }
             e => ApiError::Internal(anyhow::Error::new(e).context("store")),

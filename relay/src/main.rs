@@ -9,10 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("HSQ_LOG").unwrap_or_else(|_| EnvFilter::new("hsq_relay=info,warn")))
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
@@ -21,7 +18,25 @@ async fn main() {
     };
     if let Err(e) = result {
         eprintln!("hsq-relay: {e:#}");
-        std::process::exit(1);
+        // A database HSQ_DB names but that cannot be opened is a malformed setting, like clap's.
+        let setting = e.chain().any(|c| c.downcast_ref::<hsq_relay::store::StoreError>().is_some_and(|s| s.is_bad_setting()));
+        std::process::exit(if setting { 2 } else { 1 });
+    }
+}
+
+/// `HSQ_LOG`, or the default when it is unset or empty; a filter that does not parse stops
+/// start-up (exit 2) naming it, rather than silently logging something else.
+fn log_filter() -> EnvFilter {
+    const DEFAULT: &str = "hsq_relay=info,warn";
+    let bad = |why: String| -> ! {
+        eprintln!("hsq-relay: invalid HSQ_LOG: {why} (a tracing filter such as `{DEFAULT}` or `hsq_relay=debug`)");
+        std::process::exit(2);
+    };
+    match std::env::var("HSQ_LOG") {
+        Ok(v) if v.trim().is_empty() => EnvFilter::new(DEFAULT),
+        Ok(v) => EnvFilter::try_new(&v).unwrap_or_else(|e| bad(format!("{v:?}: {e}"))),
+        Err(std::env::VarError::NotPresent) => EnvFilter::new(DEFAULT),
+        Err(std::env::VarError::NotUnicode(_)) => bad("it is not UTF-8".into()),
     }
 }
 

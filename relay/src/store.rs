@@ -30,6 +30,9 @@ pub enum StoreError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("PostgreSQL pool: {0}")]
     PostgresPool(String),
+    /// No connection to PostgreSQL could be opened because the server is not reachable now.
+    #[error("PostgreSQL is unavailable: {0}")]
+    PostgresUnavailable(String),
     /// No connection came free within the pool's wait (a burst larger than the pool).
     #[error("no database connection came free in time")]
     PoolTimeout,
@@ -37,6 +40,62 @@ pub enum StoreError {
     Migration(#[from] refinery::Error),
     #[error("the database task stopped: {0}")]
     Task(String),
+}
+
+impl StoreError {
+    /// Whether the database is unavailable for now rather than the statement wrong: no connection
+    /// came free or could be opened (refused, reset), the connection closed under the statement
+    /// (the server stopped or restarted), PostgreSQL refuses connections while it starts or stops,
+    /// or SQLite's file is locked by another process past the busy timeout. The request can be
+    /// asked again; a wrong password or a missing database is not this.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::PoolTimeout | StoreError::SqlitePool(_) => true,
+            StoreError::Sqlite(e) => sqlite_unavailable(e),
+            StoreError::Postgres(e) => pg_unavailable(e),
+            StoreError::PostgresPool(_) | StoreError::Migration(_) | StoreError::Task(_) => false,
+            StoreError::PostgresUnavailable(_) => true,
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the error is `HSQ_DB`'s fault, so start-up stops as for any malformed setting: a
+    /// SQLite file that cannot be opened (a missing directory, no permission, not a database) or
+    /// a PostgreSQL URL that does not parse.
+    pub fn is_bad_setting(&self) -> bool {
+        use rusqlite::ErrorCode;
+        match self {
+            StoreError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::NotADatabase | ErrorCode::ReadOnly)
+            ),
+            StoreError::Postgres(e) => e.to_string().starts_with("invalid connection string"),
+            _ => false,
+        }
+    }
+}
+
+fn sqlite_unavailable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+fn pg_unavailable(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    if e.is_closed() {
+        return true;
+    }
+    // An I/O error talking to the server (connection refused, reset, broken pipe).
+    if std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()) {
+        return true;
+    }
+    match e.code() {
+        // 08: connection exceptions.
+        Some(c) if c.code().starts_with("08") => true,
+        Some(c) => [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW, SqlState::TOO_MANY_CONNECTIONS].contains(c),
+        None => false,
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -232,20 +291,52 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
 /// Opens the store `HSQ_DB` names and applies the migrations.
 pub async fn open(db: &str, pool_size: usize) -> StoreResult<Arc<dyn Store>> {
-    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+    if is_postgres(db) {
         Ok(Arc::new(SqlStore::postgres(db, pool_size).await?))
     } else {
         Ok(Arc::new(SqlStore::sqlite(std::path::Path::new(db), pool_size).await?))
     }
 }
 
-/// `HSQ_DB` for messages: a PostgreSQL URL without its user and password.
+/// Whether `HSQ_DB` names PostgreSQL: a `postgres://` or `postgresql://` URL, or libpq's
+/// `key=value` form (`host=db.internal user=hsq dbname=hsq`), which would otherwise be taken for a
+/// SQLite file of that name.
+pub fn is_postgres(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://") || (db.contains('=') && db.parse::<tokio_postgres::Config>().is_ok())
+}
+
+/// `HSQ_DB` for messages, never with a password: a PostgreSQL URL (or key=value string) as
+/// `postgres://user@host:port/dbname`, read by tokio-postgres's own parser, so a password in the
+/// user info, in `?password=` or as `password=` is not shown; a SQLite path as it is.
 pub fn describe(db: &str) -> String {
-    match db.split_once("://") {
-        Some((scheme, rest)) if scheme.starts_with("postgres") => {
-            format!("{scheme}://{}", rest.rsplit_once('@').map_or(rest, |(_, host)| host))
+    let url = db.starts_with("postgres://") || db.starts_with("postgresql://");
+    match db.parse::<tokio_postgres::Config>() {
+        Ok(c) if is_postgres(db) => {
+            use tokio_postgres::config::Host;
+            let hosts: Vec<String> = c
+                .get_hosts()
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let host = match h {
+                        Host::Tcp(h) => h.clone(),
+                        #[cfg(unix)]
+                        Host::Unix(p) => p.display().to_string(),
+                    };
+                    match c.get_ports().get(i).or(c.get_ports().first()) {
+                        Some(p) => format!("{host}:{p}"),
+                        None => host,
+                    }
+                })
+                .collect();
+            let user = c.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+            format!("postgres://{user}{}/{}", hosts.join(","), c.get_dbname().unwrap_or(""))
         }
-        _ => db.to_string(),
+        Ok(_) => db.to_string(),
+        // Not shown: it may hold a password.
+        Err(_) if url => "a PostgreSQL URL that does not parse".into(),
+        Err(_) if db.contains("password") => "a setting that may hold a password (not shown)".into(),
+        Err(_) => db.to_string(),
     }
 }
 
@@ -494,8 +585,15 @@ struct PgConn {
     in_tx: bool,
 }
 
-fn pool_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::PostgresPool(e.to_string())
+/// A pool error with its causes ("error connecting to server: Connection refused").
+fn pool_err(e: impl std::error::Error) -> StoreError {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    StoreError::PostgresPool(text)
 }
 
 fn pg_row(r: &tokio_postgres::Row) -> StoreResult<Row> {
@@ -592,6 +690,10 @@ impl SqlStore {
         // `:memory:` is one database per connection: keep to one.
         let size = if path.as_os_str() == ":memory:" { 1 } else { pool_size.max(1) as u32 };
         let pool = tokio::task::spawn_blocking(move || -> StoreResult<SqlitePool> {
+            // One connection opened first, so a path that cannot be opened (a missing directory,
+            // no permission) fails at once with SQLite's reason, instead of r2d2 retrying it for
+            // its 30 s connection timeout and answering only "timed out".
+            drop(r2d2::ManageConnection::connect(&manager)?);
             let pool = r2d2::Pool::builder().max_size(size).test_on_check_out(false).build(SqliteManager(manager))?;
             let mut c = pool.get()?;
             // SQLite has no advisory lock: two processes (or pools) opening a new file at once may
@@ -652,6 +754,7 @@ impl SqlStore {
             Backend::Postgres { pool } => {
                 let conn = pool.get().await.map_err(|e| match e {
                     deadpool_postgres::PoolError::Timeout(_) => StoreError::PoolTimeout,
+                    deadpool_postgres::PoolError::Backend(e) if pg_unavailable(&e) => StoreError::PostgresUnavailable(e.to_string()),
                     e => pool_err(e),
                 })?;
                 Ok(Box::new(PgConn { conn: Some(conn), in_tx: false }))
@@ -1374,6 +1477,50 @@ impl Store for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn describe_never_shows_a_postgres_password_in_any_form() {
+        let forms = [
+            ("postgres://hsq:s3cr3t@db.internal/hsq", "postgres://hsq@db.internal:5432/hsq"),
+            ("postgresql://hsq:s3cr3t@db.internal:6543/hsq?sslmode=disable", "postgres://hsq@db.internal:6543/hsq"),
+            ("postgres://hsq@db.internal/hsq?password=s3cr3t", "postgres://hsq@db.internal:5432/hsq"),
+            ("postgres://db.internal/hsq?user=hsq&password=s3cr3t&application_name=x", "postgres://hsq@db.internal:5432/hsq"),
+            ("host=db.internal user=hsq password=s3cr3t dbname=hsq", "postgres://hsq@db.internal/hsq"),
+            ("host=db.internal port=5433 user=hsq password='s3 cr3t' dbname=hsq", "postgres://hsq@db.internal:5433/hsq"),
+            ("postgres://hsq:s3cr3t@[::1", "a PostgreSQL URL that does not parse"),
+            ("host=db password=s3cr3t nonsense", "a setting that may hold a password (not shown)"),
+        ];
+        for (db, want) in forms {
+            let d = describe(db);
+            println!("{db:?} -> {d:?}");
+            assert!(!d.contains("s3cr3t") && !d.contains("cr3t"), "{db:?} shows its password: {d}");
+            assert_eq!(d, want, "{db:?}");
+        }
+        // A SQLite path is shown as it is.
+        assert_eq!(describe("/var/lib/hsq/relay.db"), "/var/lib/hsq/relay.db");
+        assert_eq!(describe("hsq-relay.db"), "hsq-relay.db");
+    }
+
+    #[tokio::test]
+    async fn an_unopenable_sqlite_path_fails_at_once_naming_the_cause() {
+        let start = std::time::Instant::now();
+        let err = SqlStore::sqlite(std::path::Path::new("/nonexistent-dir/hsq/relay.db"), 4).await.unwrap_err();
+        let took = start.elapsed();
+        println!("{err} after {took:?}");
+        assert!(err.to_string().contains("unable to open"), "{err}");
+        assert!(matches!(err, StoreError::Sqlite(_)), "{err:?}");
+    }
+
+    #[test]
+    fn busy_and_locked_sqlite_are_unavailable_and_other_errors_are_not() {
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+        let locked = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_LOCKED), None);
+        let constraint = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT), None);
+        assert!(StoreError::Sqlite(busy).is_unavailable());
+        assert!(StoreError::Sqlite(locked).is_unavailable());
+        assert!(!StoreError::Sqlite(constraint).is_unavailable());
+        assert!(!StoreError::Task("x".into()).is_unavailable());
+    }
 
     async fn store() -> SqlStore {
         SqlStore::sqlite(std::path::Path::new(":memory:"), 1).await.unwrap()

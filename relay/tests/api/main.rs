@@ -3,6 +3,7 @@
 
 mod batch_create;
 mod crash;
+mod db_outage;
 mod email_change;
 mod faults;
 mod fuzz;
@@ -15,4 +16,5 @@ mod multi_relay;
 mod openapi;
 mod pg;
 mod plans;
+mod startup;
 mod sync;
