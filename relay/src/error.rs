@@ -25,6 +25,9 @@ pub enum ApiError {
     /// 413: the body is over the limit.
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
+    /// 413: a webhook delivery holds more events than HubSpot sends in one request.
+    #[error("the delivery holds {0} events; at most {1} are accepted per request (HubSpot sends up to {1})")]
+    TooManyEvents(usize, usize),
     /// 429: this client sends too fast; retry after the given seconds.
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
@@ -71,7 +74,7 @@ impl IntoResponse for ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None),
             ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri_too_long", None),
             ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout", Some(1)),
-            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
+            ApiError::TooLarge(_) | ApiError::TooManyEvents(..) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
             ApiError::RateLimited(s) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", Some(*s)),
             ApiError::Unavailable(s) => (StatusCode::SERVICE_UNAVAILABLE, "hubspot_unavailable", Some(*s)),
             ApiError::StoreBusy(s) => (StatusCode::SERVICE_UNAVAILABLE, "store_busy", Some(*s)),

@@ -374,3 +374,46 @@ async fn f8_dead_leases_and_stale_utk_bindings_are_pruned_and_live_leases_are_co
     drop(s);
     remove_db(&db);
 }
+
+// Issue 25, part 6: a signed privacy deletion was trusted without reading HubSpot.
+
+#[tokio::test]
+async fn a_privacy_deletion_of_a_contact_hubspot_still_holds_erases_nobody() {
+    const HOOK_SECRET: &str = "hubspot-app-client-secret-0123";
+    let app = spawn_app(&[], &["--hubspot-client-secret", HOOK_SECRET]).await;
+    let held = app.identity("u_held", "held@x.io", None, None).await;
+    let gone = app.identity("u_gone", "gone@x.io", None, None).await;
+    let (held_id, gone_id) = (held["contactId"].as_str().unwrap().to_string(), gone["contactId"].as_str().unwrap().to_string());
+    // HubSpot deletes u_gone's contact for privacy; u_held's it still holds. The simulator sends
+    // no webhooks here: the test delivers both events itself, u_held's (wrong) first.
+    app.sim_post("/crm/v3/objects/contacts/gdpr-delete", json!({"objectId": gone_id})).await.expect(204);
+    let ms = now() * 1000;
+    let body = json!([
+        {"eventId": 1, "subscriptionType": "contact.privacyDeletion", "objectId": held_id.parse::<u64>().unwrap(), "occurredAt": ms, "attemptNumber": 0, "portalId": 1},
+        {"eventId": 2, "subscriptionType": "contact.privacyDeletion", "objectId": gone_id.parse::<u64>().unwrap(), "occurredAt": ms, "attemptNumber": 0, "portalId": 1},
+    ])
+    .to_string();
+    let ts = ms.to_string();
+    let sig = hubspot_sim::webhooks::signature_v3(HOOK_SECRET, "POST", &format!("{}/v1/hubspot/webhooks", app.url), body.as_bytes(), &ts);
+    let r = app
+        .http
+        .post(format!("{}/v1/hubspot/webhooks", app.url))
+        .header("content-type", "application/json")
+        .header("x-hubspot-signature-v3", sig)
+        .header("x-hubspot-request-timestamp", ts)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Events are applied in the order received: once u_gone is erased, u_held's event was applied.
+    eventually("u_gone erased", 10, || async { app.get_user("u_gone").await["erased"] == true }).await;
+    let u = app.get_user("u_held").await;
+    println!("u_held after a privacy deletion of the contact HubSpot holds: {u}");
+    assert_eq!(u["erased"], false, "{u}");
+    assert_eq!(u["contactId"], held_id.as_str(), "{u}");
+    let t = app.identity("u_held", "held@x.io", None, None).await;
+    assert_eq!((t["state"].as_str(), t["email"].as_str()), (Some("confirmed"), Some("held@x.io")), "{t}");
+    let t = app.identity("u_gone", "gone@x.io", None, None).await;
+    assert_eq!(t["state"], "unknown", "the person HubSpot erased stays erased: {t}");
+}
