@@ -157,6 +157,19 @@ pub struct ServeArgs {
     /// Every request is answered within this many milliseconds, or with 503 `timeout`.
     #[arg(long = "request-timeout-ms", env = "HSQ_REQUEST_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
     pub request_timeout_ms: u64,
+    /// A connection waiting for a request (new, or kept alive after a response) with nothing
+    /// received is closed after this many milliseconds.
+    #[arg(long = "idle-timeout-ms", env = "HSQ_IDLE_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub idle_timeout_ms: u64,
+    /// A request's line and headers must have arrived this many milliseconds after the relay began
+    /// waiting for them (the connection opened, or the previous response was sent), or the
+    /// connection is closed: a client sending its headers a byte at a time holds nothing longer.
+    #[arg(long = "header-timeout-ms", env = "HSQ_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub header_timeout_ms: u64,
+    /// Client connections served at once; further ones wait in the listen queue until one closes.
+    /// Keep it below the process's open-file limit less `HSQ_DB_POOL` and HubSpot's connections.
+    #[arg(long = "max-connections", env = "HSQ_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers are believed, comma-separated
     /// IPs or CIDR ranges (none: the TCP peer is the client). The client is the last address in
     /// those headers that is not one of these proxies.
