@@ -7,9 +7,20 @@
   var ORIGIN = "__ORIGIN__";
   var CONSENT_BANNER = __CONSENT_BANNER__;
   var CHAT_WIDGET = __CHAT_WIDGET__;
+  var COLLECTED_FORMS = __COLLECTED_FORMS__;
   var w = window, d = document;
   if (w._hstc_ran) return; // a second copy of the script does nothing
   w._hstc_ran = true;
+  // The per-portal script also loads the collected-forms script (HubSpot's
+  // js.hscollectedforms.net/collectedforms.js) when the portal has collected forms on. It is
+  // inserted at once, not at load, so it binds the page's forms as early as it can.
+  if (COLLECTED_FORMS && !d.getElementById("CollectedForms-" + PORTAL)) {
+    var cf = d.createElement("script");
+    cf.id = "CollectedForms-" + PORTAL;
+    cf.src = ORIGIN + "/collectedforms.js";
+    cf.async = true;
+    (d.head || d.documentElement).appendChild(cf);
+  }
 
   var hsq = (w._hsq = w._hsq || []);
   var hsp = (w._hsp = w._hsp || []);

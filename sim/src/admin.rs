@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/__sim/faults", get(list_faults).post(add_fault).delete(clear_faults))
         .route("/__sim/contacts/{id}/restore", post(restore))
         .route("/__sim/webhooks", get(webhooks))
+        .route("/__sim/forms", get(crate::forms::list))
         .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
             HsError::method_not_allowed(&method, uri.path())
         })

@@ -94,6 +94,10 @@ pub struct Switches {
     /// there) or `ignored` (dropped, as the current identify docs name only `email`).
     #[arg(long, value_enum, default_value = "ignored")]
     pub identify_id: IdentifyId,
+    /// The tracker collects submissions of the page's own `<form>`s ("collected forms",
+    /// hubspot-behavior.md section 10) and HubSpot applies them utk first (section 2).
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "on", default_value = "on")]
+    pub collected_forms: bool,
 }
 
 /// The `identify-id` switch. `ignored` is the default: it is the harder case for a page that
@@ -144,6 +148,7 @@ mod tests {
         assert!(s.merge_new_id);
         assert_eq!(s.chat_tier, "professional");
         assert_eq!((s.search_rate_limit, s.identify_id), (5, IdentifyId::Ignored));
+        assert!(s.collected_forms, "collected forms on: an app's own forms may rewrite emails");
     }
 
     #[test]
@@ -155,5 +160,6 @@ mod tests {
         assert!(Cli::try_parse_from(["x", "--merge-new-id=maybe"]).is_err());
         assert_eq!(Cli::parse_from(["x", "--identify-id", "honoured"]).switches.identify_id, IdentifyId::Honoured);
         assert!(Cli::try_parse_from(["x", "--identify-id", "maybe"]).is_err());
+        assert!(!Cli::parse_from(["x", "--collected-forms=off"]).switches.collected_forms);
     }
 }

@@ -16,6 +16,7 @@
 pub mod config;
 mod crm;
 pub mod error;
+pub mod forms;
 mod gate;
 mod legacy;
 mod properties;
@@ -110,6 +111,8 @@ pub fn app(state: AppState) -> Router {
         .route("/__ptq.gif", get(scripts::collect_page_view))
         .route("/__ptbe.gif", get(scripts::collect_event))
         .route("/conversations-embed.js", get(scripts::chat_script))
+        .route("/collectedforms.js", get(scripts::collected_forms_script))
+        .route("/collected-forms/submit/form", post(forms::submit).options(forms::preflight))
         .route("/{file}", get(scripts::tracker_script))
         .method_not_allowed_fallback(method_not_allowed);
     api.merge(public)

@@ -49,7 +49,14 @@ pub async fn tracker_script(State(sim): State<AppState>, Path(file): Path<String
         .replace("__PORTAL_ID__", &sim.portal_id.to_string())
         .replace("__ORIGIN__", &origin(&headers))
         .replace("__CONSENT_BANNER__", if sw.consent_banner { "true" } else { "false" })
-        .replace("__CHAT_WIDGET__", if sw.chat_widget { "true" } else { "false" }))
+        .replace("__CHAT_WIDGET__", if sw.chat_widget { "true" } else { "false" })
+        .replace("__COLLECTED_FORMS__", if sw.collected_forms { "true" } else { "false" }))
+}
+
+/// `GET /collectedforms.js`: the collected-forms script (HubSpot's
+/// `js.hscollectedforms.net/collectedforms.js`), which the tracker loads when the switch is on.
+pub async fn collected_forms_script(State(sim): State<AppState>, headers: HeaderMap) -> Response {
+    js(crate::forms::SCRIPT_JS.replace("__PORTAL_ID__", &sim.portal_id.to_string()).replace("__ORIGIN__", &origin(&headers)))
 }
 
 /// `GET /conversations-embed.js`: the chat widget.

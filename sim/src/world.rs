@@ -207,6 +207,8 @@ pub struct World {
     pub property_groups: BTreeMap<String, PropertyGroup>,
     /// Contact changes not yet taken by the webhook emitter (see `webhooks`).
     pub changes: Vec<Value>,
+    /// Collected-form submissions received, with what each did (`forms`).
+    pub form_submissions: Vec<crate::forms::Submission>,
 }
 
 /// What a property write may do to the email.
@@ -243,6 +245,7 @@ impl World {
             archived: BTreeMap::new(),
             property_groups: BTreeMap::new(),
             changes: Vec::new(),
+            form_submissions: Vec::new(),
         };
         w.property_groups.insert(
             "contactinformation".into(),

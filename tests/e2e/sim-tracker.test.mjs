@@ -330,3 +330,100 @@ test("the chat widget is identified only with a valid token for that email, and 
     assert.match(e[3].messagesUtk, /^[0-9a-f]{32}$/, "an anonymous chat uses messagesUtk");
   });
 });
+
+const forms = async () => (await getJson(`${sim.url}/__sim/forms`)).body;
+
+test("collected forms: a form from a tied browser rewrites the contact's email utk-first; an opted-out form is never collected", async () => {
+  await reset();
+  const form = (id, attrs = "") => `<form id="${id}" method="post" action="/done" ${attrs}><input type="email" name="email"><input name="firstname" value="Ann"><input type="password" name="pw" value="secret"><button>Save</button></form>`;
+  const pages = {
+    // The app's settings page: the browser is already tied to old@x.io's contact by an identify.
+    "/settings": page(`_hsq.push(["identify", {email: "old@x.io"}]);`, { body: form("opted", 'data-hs-do-not-collect="true"') + form("plain") }),
+    // Where the forms redirect (HubSpot sends a stored submission on the next page load).
+    "/done": page(),
+  };
+  await withPage(pages, async (p, url, context) => {
+    await p.goto(url + "/settings");
+    await waitHits(sim.url, 1);
+    const old = (await contacts(sim.url)).contacts.find((c) => c.email === "old@x.io");
+    assert.ok(old, "the identify made old@x.io's contact");
+
+    // The opted-out form posts: nothing is stored, nothing is sent.
+    await p.fill("#opted input[name=email]", "never@x.io");
+    await Promise.all([p.waitForURL(/\/done$/), p.click("#opted button")]);
+    await loaded(p);
+    await waitHits(sim.url, 2);
+    // The form that is not marked posts: stored in li_formsub, sent from the next page.
+    await p.goto(url + "/settings");
+    await loaded(p);
+    await p.fill("#plain input[name=email]", "new@x.io");
+    await p.evaluate(() => document.getElementById("plain").addEventListener("submit", () => (window.stored = document.cookie.includes("li_formsub="))));
+    await Promise.all([p.waitForURL(/\/done$/), p.click("#plain button")]);
+    const f = await until(async () => ((await forms()).total >= 1 ? forms() : null), "the collected submission");
+    await new Promise((r) => setTimeout(r, 1500)); // long enough for a wrongly collected second one
+    const all = await forms();
+    console.log(`collected forms: ${all.total} submissions (${JSON.stringify(all.byOutcome)}); contacts ${(await contacts(sim.url)).total}`);
+    assert.equal(all.total, 1, "only the form that is not marked was collected");
+    const [s] = f.submissions;
+    assert.deepEqual([s.email, s.outcome, s.previousEmail, s.contactId], ["new@x.io", "email-replaced", "old@x.io", Number(old.id)]);
+    assert.equal(s.formSelectorId, "#plain");
+    assert.ok(s.utk && old.utks.includes(s.utk), "it carried the browser's usertoken");
+    const { contacts: list } = await contacts(sim.url);
+    assert.equal(list.length, 1, "no contact was created: the submission went into the utk's contact");
+    assert.equal(list[0].email, "new@x.io", "the contact's email was replaced behind the app's back");
+    assert.equal(list[0].properties.firstname, "Ann");
+    assert.ok(!JSON.stringify(list[0].properties).includes("secret"), "passwords are not collected");
+    assert.equal(list.some((c) => c.email === "never@x.io"), false);
+    await until(async () => !(await context.cookies()).some((c) => c.name === "li_formsub"), "li_formsub cleared once sent");
+
+    // The damage: a page still carrying the old email now makes a second contact with it.
+    await p.goto(url + "/settings");
+    await until(async () => (await contacts(sim.url)).total === 2, "the identify with the old email");
+  });
+});
+
+test("collected forms: a submission the page handles itself goes after a moment, forms added later are bound, and the switch turns it off", async () => {
+  await reset();
+  const body = `<div id="app"></div><script>
+    window.addForm = function (id, marked) {
+      var f = document.createElement("form");
+      f.id = id;
+      if (marked) f.setAttribute("data-hs-do-not-collect", "true");
+      f.innerHTML = '<input name="work_email" type="text"><button>Go</button>';
+      f.addEventListener("submit", function (e) { e.preventDefault(); window.sent = (window.sent || 0) + 1; });
+      document.getElementById("app").appendChild(f);
+    };
+  </script>`;
+  await withPage({ "/": page(`_hsq.push(["identify", {email: "spa@x.io"}]);`, { body }) }, async (p, url) => {
+    await p.goto(url + "/");
+    await loaded(p);
+    await waitHits(sim.url, 1);
+    // Added after the collected-forms script bound the page's forms: bound as they are added.
+    await p.evaluate(() => (addForm("later"), addForm("later-marked", true)));
+    await p.fill("#later-marked input", "marked@x.io");
+    await p.click("#later-marked button");
+    await p.fill("#later input", "spa-new@x.io");
+    await p.click("#later button");
+    const f = await until(async () => ((await forms()).total >= 1 ? forms() : null), "the submission sent after a moment");
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await p.evaluate(() => window.sent), 2, "the page handled both submissions itself");
+    assert.equal((await forms()).total, 1, "the marked form was not collected");
+    assert.deepEqual([f.submissions[0].email, f.submissions[0].outcome], ["spa-new@x.io", "email-replaced"]);
+  });
+
+  await reset({ collectedForms: false });
+  try {
+    await withPage({ "/": page("", { body }) }, async (p, url) => {
+      await p.goto(url + "/");
+      await loaded(p);
+      assert.equal(await p.evaluate(() => !!document.querySelector("script[src*='collectedforms.js']")), false, "off: the script is not loaded");
+      await p.evaluate(() => addForm("x"));
+      await p.fill("#x input", "off@x.io");
+      await p.click("#x button");
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal((await forms()).total, 0);
+    });
+  } finally {
+    await reset({ collectedForms: true });
+  }
+});
