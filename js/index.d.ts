@@ -52,6 +52,12 @@ export interface StartOptions {
   /** How long `start` and each relay call wait, in ms. Default 3000. */
   timeoutMs?: number;
   onEvent?: (event: IdentityEvent) => void;
+  /** Which of the page's own `<form>`s HubSpot's collected forms may capture. Default false: every
+   * form, and every one added later, is marked `data-hs-do-not-collect="true"` before the tracker
+   * binds it, so an app form cannot rewrite the contact's email behind the relay. true: leave all
+   * forms alone; a CSS selector: leave the forms it matches. Forms that already carry
+   * `data-hs-do-not-collect` (any value) are left as they are. */
+  collectForms?: boolean | string;
 }
 
 export declare class StableIdentity {

@@ -50,6 +50,17 @@ pub enum Storage {
     None,
 }
 
+/// Which of the page's forms HubSpot's collected forms may capture (`collectForms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollectForms<'a> {
+    /// `false` (the default): every form is marked `data-hs-do-not-collect="true"`.
+    None,
+    /// `true`: the module leaves the page's forms alone.
+    All,
+    /// A CSS selector: the forms it matches are left to HubSpot, the others are marked.
+    Matching(&'a str),
+}
+
 /// Validated options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options<'a> {
@@ -63,6 +74,7 @@ pub struct Options<'a> {
     pub storage: Storage,
     pub timeout_ms: f64,
     pub on_event: bool,
+    pub collect_forms: CollectForms<'a>,
 }
 
 /// An option's JS number as [`Val`]: whole non-negative numbers below 10^15 only.
@@ -75,9 +87,20 @@ pub fn number<'a>(n: f64) -> Val<'a> {
 }
 
 /// The option names `start` takes.
-pub const KEYS: [&str; 10] =
-    ["relayUrl", "assertion", "portalId", "trackerUrl", "guard", "chat", "consent", "storage", "timeoutMs", "onEvent"];
-const KEY_LIST: &str = "relayUrl, assertion, portalId, trackerUrl, guard, chat, consent, storage, timeoutMs, onEvent";
+pub const KEYS: [&str; 11] = [
+    "relayUrl", "assertion", "portalId", "trackerUrl", "guard", "chat", "consent", "storage", "timeoutMs", "onEvent",
+    "collectForms",
+];
+const KEY_LIST: &str = "relayUrl, assertion, portalId, trackerUrl, guard, chat, consent, storage, timeoutMs, onEvent, collectForms";
+
+const COLLECT_FORMS: &str = "true, false, or a CSS selector of the forms HubSpot may collect";
+
+/// The message for a `collectForms` selector the browser cannot parse.
+pub fn bad_selector(selector: &str) -> String {
+    let mut m = bad("collectForms", COLLECT_FORMS, &Val::Str(selector));
+    m.push_str(" (not a valid CSS selector)");
+    m
+}
 
 fn bad(key: &str, expected: &str, got: &Val) -> String {
     let mut m = String::from("hsq-identity: option `");
@@ -172,6 +195,12 @@ pub fn validate<'v>(fields: &[(&str, Val<'v>)], has_meta: bool) -> Result<Option
         Val::Func => true,
         other => return Err(bad("onEvent", "a function", other)),
     };
+    let collect_forms = match get(fields, "collectForms") {
+        Val::Undefined | Val::Bool(false) => CollectForms::None,
+        Val::Bool(true) => CollectForms::All,
+        Val::Str(s) if !s.trim_ascii().is_empty() => CollectForms::Matching(s.trim_ascii()),
+        other => return Err(bad("collectForms", COLLECT_FORMS, other)),
+    };
     Ok(Options {
         relay_url,
         assertion,
@@ -183,6 +212,7 @@ pub fn validate<'v>(fields: &[(&str, Val<'v>)], has_meta: bool) -> Result<Option
         storage,
         timeout_ms,
         on_event,
+        collect_forms,
     })
 }
 
@@ -222,6 +252,20 @@ mod tests {
         let o = validate(&f(&[("relayUrl", Val::Str("/hsq/v1/identity")), ("assertion", Val::Str("a.b.c"))]), false).unwrap();
         assert_eq!((o.guard, o.chat, o.consent, o.storage, o.timeout_ms), (true, false, Consent::HubSpot, Storage::Session, 3000.0));
         assert_eq!(o.assertion, AssertionSource::Token);
+        assert_eq!(o.collect_forms, CollectForms::None, "forms are guarded unless the app says otherwise");
+    }
+
+    #[test]
+    fn collect_forms_is_a_flag_or_a_selector() {
+        let with = |v: Val<'static>| validate(&[("relayUrl", Val::Str("/r")), ("assertion", Val::Func), ("collectForms", v)], false);
+        assert_eq!(with(Val::Bool(false)).unwrap().collect_forms, CollectForms::None);
+        assert_eq!(with(Val::Bool(true)).unwrap().collect_forms, CollectForms::All);
+        assert_eq!(with(Val::Str(" form.newsletter ")).unwrap().collect_forms, CollectForms::Matching("form.newsletter"));
+        for v in [Val::Str("  "), Val::Num(1.0), Val::Other("an object")] {
+            let err = with(v).unwrap_err();
+            assert!(err.contains("`collectForms` must be true, false, or a CSS selector of the forms HubSpot may collect"), "{err}");
+        }
+        assert!(bad_selector("form[").ends_with("got \"form[\" (not a valid CSS selector)"), "{}", bad_selector("form["));
     }
 
     #[test]
@@ -237,6 +281,7 @@ mod tests {
             ("storage", Val::Str("cookie"), "`storage` must be \"session\", \"local\" or \"none\""),
             ("timeoutMs", Val::Num(-5.0), "`timeoutMs` must be a number of milliseconds"),
             ("onEvent", Val::Str("x"), "`onEvent` must be a function"),
+            ("collectForms", Val::Str(""), "`collectForms` must be true, false, or a CSS selector"),
             ("relyUrl", Val::Str("/r"), "unknown option `relyUrl`"),
         ];
         for (key, val, want) in cases {

@@ -5,12 +5,14 @@
 //!
 //! - [`queue`]: the `_hsq.push` hook.
 //! - [`cookies`], [`storage`]: HubSpot's cookies and the ticket cache, failing quietly.
+//! - [`forms`]: marks the page's forms so HubSpot's collected forms leave them alone.
 //! - [`relay`]: the relay call (gloo-net, a timeout by `AbortController`) and lease release.
 //! - [`tracker`]: the tracker script, chat widget and consent listener.
 //! - [`shell`]: the page's session and the exported `StableIdentity` class.
 //! - [`types`]: the serde types that cross to JS (tickets, events, the relay request).
 
 pub mod cookies;
+pub mod forms;
 pub mod queue;
 pub mod relay;
 pub mod shell;

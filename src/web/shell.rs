@@ -195,6 +195,8 @@ impl Shell {
             .and_then(|d| d.query_selector("meta[name=\"hsq-assertion\"]").ok().flatten())
             .and_then(|m| m.get_attribute("content"));
         let o = options::validate(&fields, meta.is_some()).map_err(|m| super::type_error(&m))?;
+        // Before anything can insert the tracker, which reads the forms' opt-out as it binds them.
+        super::forms::guard(o.collect_forms).map_err(|m| super::type_error(&m))?;
         let func = |k: &str| super::get(&options, k).dyn_into::<Function>().ok();
         let token = match o.assertion {
             AssertionSource::Token => texts[keys.iter().position(|k| k == "assertion").unwrap_or(0)].clone().unwrap_or_default(),

@@ -46,7 +46,7 @@ try {
   window.snapshot = JSON.parse(JSON.stringify(Array.from(window._hsq)));
   window.started = true;
 } catch (e) { window.startError = e.message; }
-</script></head><body>app</body></html>`;
+</script></head><body>${u.searchParams.get("body") || "app"}</body></html>`;
 }
 
 const url = (base, token, opts) => `${base}/?a=${encodeURIComponent(token)}${opts ? "&o=" + encodeURIComponent(JSON.stringify(opts)) : ""}`;
@@ -380,6 +380,8 @@ test("bad options reject start with a message naming the option", async () => {
         { relayUrl: "/r", assertion: token, portalId: "12ab" },
         { relayUrl: "/r", assertion: token, relyUrl: "/typo" },
         { relayUrl: "/r", assertion: () => 42 },
+        { relayUrl: "/r", assertion: token, collectForms: "form[" },
+        { relayUrl: "/r", assertion: token, collectForms: 1 },
       ];
       const out = [];
       for (const c of cases) {
@@ -392,8 +394,89 @@ test("bad options reject start with a message naming the option", async () => {
       }
       return out;
     }, token);
-    const expected = ["needs an options object", "`relayUrl`", "`relayUrl`", "`assertion`", "`storage`", "`timeoutMs`", "`portalId`", "unknown option `relyUrl`", "`assertion`: the assertion function must return"];
+    const expected = ["needs an options object", "`relayUrl`", "`relayUrl`", "`assertion`", "`storage`", "`timeoutMs`", "`portalId`", "unknown option `relyUrl`", "`assertion`: the assertion function must return",
+      '`collectForms` must be true, false, or a CSS selector of the forms HubSpot may collect, got "form[" (not a valid CSS selector)', "`collectForms` must be true, false, or a CSS selector"];
     expected.forEach((want, i) => assert.ok(messages[i].includes(want), `case ${i}: ${messages[i]}`));
+    assert.deepEqual(await errors(), []);
+  } finally {
+    await ctx.close();
+    await s.stop();
+  }
+});
+
+test("collected forms: every form, at start and added later, is marked before HubSpot binds it, unless the app leaves it to HubSpot", async () => {
+  const s = await stack();
+  const ctx = await browser.newContext();
+  const form = (id, attrs = "") => `<form id="${id}" ${attrs} method="post"><input type="email" name="email"><button>Save</button></form>`;
+  const body = form("settings") + form("news", 'class="newsletter"') + form("decided", 'data-hs-do-not-collect="false"') + `<div id="later"></div>`;
+  const marks = (p) => p.evaluate(() => Object.fromEntries([...document.forms].map((f) => [f.id, f.getAttribute("data-hs-do-not-collect")])));
+  const addLater = (p) =>
+    p.evaluate(() => {
+      const f = document.createElement("form");
+      f.id = "added";
+      f.method = "post";
+      f.innerHTML = '<input type="email" name="email"><button>Save</button>';
+      document.getElementById("later").append(f);
+      const wrap = document.createElement("div"); // a form inside a subtree added at once
+      wrap.innerHTML = '<form id="nested" class="newsletter"><input type="email" name="email"></form>';
+      document.getElementById("later").append(wrap);
+      return new Promise((r) => setTimeout(r, 0)); // mutation observers have run
+    });
+  try {
+    const token = await mintAssertion({ sub: "u_forms", email: "forms@x.io" });
+    const { p, errors } = await open(ctx);
+    const at = (opts) => url(s.app.url, token, opts) + "&body=" + encodeURIComponent(body);
+
+    // Default: every form is marked, except the one the app marked itself.
+    await p.goto(at());
+    await started(p);
+    await trackerLoaded(p);
+    await waitEvent(p, (e) => e.type === "identified", "the confirmation");
+    await addLater(p);
+    let m = await marks(p);
+    console.log(`collectForms default: ${JSON.stringify(m)}`);
+    assert.deepEqual(m, { settings: "true", news: "true", decided: "false", added: "true", nested: "true" });
+
+    // What that guards: HubSpot's collected forms (loaded with the tracker) skip the marked forms.
+    await p.waitForFunction(() => window.__hsCollectedFormsRan === true);
+    for (const [id, email] of [["settings", "changed@x.io"], ["added", "added@x.io"]]) {
+      await p.goto(at());
+      await started(p);
+      await trackerLoaded(p);
+      if (id === "added") await addLater(p);
+      await p.fill(`#${id} input[name=email]`, email);
+      await Promise.all([p.waitForNavigation(), p.click(`#${id} button`)]);
+      await started(p);
+      await trackerLoaded(p);
+    }
+    // The form the app left to HubSpot is collected: the switch is on and the script works here.
+    await p.fill("#decided input[name=email]", "decided@x.io");
+    await Promise.all([p.waitForNavigation(), p.click("#decided button")]);
+    await started(p);
+    const got = await until(async () => {
+      const f = (await getJson(`${s.sim.url}/__sim/forms`)).body;
+      return f.total >= 1 && f;
+    }, "the form left to HubSpot, collected");
+    await new Promise((r) => setTimeout(r, 1500)); // room for a wrongly collected one to arrive
+    const f = (await getJson(`${s.sim.url}/__sim/forms`)).body;
+    console.log(`collected: ${f.total} submission(s): ${f.submissions.map((x) => x.email).join(", ")}`);
+    assert.deepEqual(f.submissions.map((x) => x.email), ["decided@x.io"], "the marked forms were never collected");
+    assert.equal(got.submissions[0].formSelectorId, "#decided");
+
+    // A selector leaves the forms it matches to HubSpot, those present and those added later.
+    await p.goto(at({ collectForms: "form.newsletter" }));
+    await started(p);
+    await addLater(p);
+    m = await marks(p);
+    console.log(`collectForms "form.newsletter": ${JSON.stringify(m)}`);
+    assert.deepEqual(m, { settings: "true", news: null, decided: "false", added: "true", nested: null });
+
+    // true: the module leaves every form alone.
+    await p.goto(at({ collectForms: true }));
+    await started(p);
+    await addLater(p);
+    m = await marks(p);
+    assert.deepEqual(m, { settings: null, news: null, decided: "false", added: null, nested: null });
     assert.deepEqual(await errors(), []);
   } finally {
     await ctx.close();

@@ -12,6 +12,7 @@ const options: StartOptions = {
   consent: "hubspot",
   storage: "session",
   timeoutMs: 3000,
+  collectForms: false,
   onEvent: (e) => {
     seen.push(e);
     if (e.type === "identified") {
@@ -50,6 +51,10 @@ export async function page(): Promise<void> {
   await StableIdentity.start({ relayUrl: "/r", storage: "cookie" });
   // @ts-expect-error consent is "hubspot" or "granted"
   await StableIdentity.start({ relayUrl: "/r", consent: true });
+  await StableIdentity.start({ relayUrl: "/r", collectForms: true });
+  await StableIdentity.start({ relayUrl: "/r", collectForms: "form.newsletter, #contact-us" });
+  // @ts-expect-error collectForms is a flag or a selector
+  await StableIdentity.start({ relayUrl: "/r", collectForms: ["form.newsletter"] });
   // @ts-expect-error the constructor is private: start() is the way in
   new StableIdentity();
   // @ts-expect-error identity is read-only
