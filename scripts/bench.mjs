@@ -1,6 +1,8 @@
 // `npm run bench`: one table, every row measured in this run, on this machine.
 //   - the email-change race on the demo app for N users (default 200), naive against hsq-identity:
 //     users left with duplicate contacts, and page views lost or landing on another contact;
+//   - the same race with HubSpot-side edits (BENCH_EDITS=0 leaves it out) and with collected
+//     forms (BENCH_FORMS=0 leaves it out);
 //   - the same race for hsq-identity with each tab's CPU slowed down by DevTools' throttling
 //     (BENCH_THROTTLE, rates separated by commas, default 4; 0 leaves the row out);
 //   - the package's gzipped size and its time to identify (scripts/bench-module.mjs);
@@ -12,6 +14,7 @@ import { ROOT, launchBrowser } from "../tests/e2e/helpers.mjs";
 import { startStack } from "./stack.mjs";
 import { runRace, describe, throttledConcurrency } from "./race.mjs";
 import { VARIANTS, runEditsRace, editsRow } from "./race-hubspot-edits.mjs";
+import { VARIANTS as FORM_VARIANTS, runFormsRace, formsRow } from "./race-collected-forms.mjs";
 
 const USERS = Number(process.env.BENCH_USERS || 200);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY || 8);
@@ -54,6 +57,14 @@ if (process.env.BENCH_EDITS !== "0") {
     console.error(`race with HubSpot-side edits: ${USERS} users, ${variant}...`);
     const r = await runEditsRace({ browser, variant, users: USERS, concurrency: CONCURRENCY, profile: "release", settleMs: 180000 });
     add(editsRow(r, USERS));
+  }
+}
+// The race with collected forms, three variants (BENCH_FORMS=0 skips it).
+if (process.env.BENCH_FORMS !== "0") {
+  for (const variant of FORM_VARIANTS) {
+    console.error(`race with collected forms: ${USERS} users, ${variant}...`);
+    const r = await runFormsRace({ browser, variant, users: USERS, concurrency: CONCURRENCY, profile: "release", settleMs: 180000 });
+    add(formsRow(r, USERS));
   }
 }
 await browser.close();

@@ -175,17 +175,17 @@ export async function editInHubSpot(stack, sub, index) {
 }
 
 /** One user's session; answers its browser context, its first tab and the page views it made. */
-async function session({ browser, url, mode, sub, newEmail, errors, changed, log, edit }) {
+async function session({ browser, url, mode, sub, newEmail, errors, changed, log, edit, emailPost }) {
   const ctx = await browser.newContext();
   try {
-    return await browse(ctx, { url, mode, sub, newEmail, errors, changed, log, edit });
+    return await browse(ctx, { url, mode, sub, newEmail, errors, changed, log, edit, emailPost });
   } catch (e) {
     await ctx.close().catch(() => {});
     throw e;
   }
 }
 
-async function browse(ctx, { url, mode, sub, newEmail, errors, changed, log, edit }) {
+async function browse(ctx, { url, mode, sub, newEmail, errors, changed, log, edit, emailPost }) {
   const t1 = await openTab(ctx, "t1", { ...log, errors, sub });
   const t2 = await openTab(ctx, "t2", { ...log, errors, sub });
   const tabOf = (p) => (p === t1 ? "t1" : "t2");
@@ -220,7 +220,15 @@ async function browse(ctx, { url, mode, sub, newEmail, errors, changed, log, edi
   }
   // The user changes their email in tab 1; the app's worker tells HubSpot (or the relay) later.
   await t1.fill("input[name=email]", newEmail);
-  await t1.click("#email-form button");
+  if (emailPost) {
+    // The browser posts the form and the app redirects to its settings page: a page view.
+    made(t1, "email form posted, then redirected", "/app/settings");
+    await Promise.all([t1.waitForURL("**/app/settings", { waitUntil: "domcontentloaded" }), t1.click("#email-form button")]);
+    await ready(t1, mode);
+    views++;
+  } else {
+    await t1.click("#email-form button");
+  }
   await t1.waitForFunction((e) => document.getElementById("email").textContent === e, newEmail);
   changed();
   await spaView(t1, "/app/billing");
@@ -265,9 +273,10 @@ async function comeBack({ stack, t1, sub, newEmail, made, waitMs, reloadView }) 
 /**
  * Runs the race for `users` users of `mode` ("naive" or "hsq") on `stack` (scripts/stack.mjs),
  * `concurrency` users at a time; `midway()` runs once half of them have changed their email.
- * `cpuThrottle` slows each tab's CPU down that many times (DevTools' CPU throttling).
+ * `cpuThrottle` slows each tab's CPU down that many times (DevTools' CPU throttling). `emailPost`:
+ * the email form is posted by the browser (the demo's stack needs `formPost`), not by the page's script.
  */
-export async function runRace({ browser, stack, mode, users, concurrency = 4, midway = null, settleMs = 90000, userSettleMs = 60000, cpuThrottle = 1, hubspotEdits = false }) {
+export async function runRace({ browser, stack, mode, users, concurrency = 4, midway = null, settleMs = 90000, userSettleMs = 60000, cpuThrottle = 1, hubspotEdits = false, emailPost = false }) {
   const url = stack.demo.url;
   const errors = [];
   const made = new Map();
@@ -295,7 +304,7 @@ export async function runRace({ browser, stack, mode, users, concurrency = 4, mi
               if (k) edits[k]++;
             }
           : null;
-        const o = await session({ browser, url, mode, sub, newEmail, errors, changed, log, edit });
+        const o = await session({ browser, url, mode, sub, newEmail, errors, changed, log, edit, emailPost });
         // Each user's tabs close when the user is done (200 users' open tabs would swamp the
         // machine). A naive page holds nothing: a moment for its last hit, then close.
         try {

@@ -12,9 +12,10 @@ import { startPostgres } from "./pg.mjs";
 /**
  * `profile`: "debug" (tests) or "release" (npm start, bench). `lagMs`: the worker's sync lag,
  * "N" or "MIN-MAX". Secrets are made up per run. `relays: 2` starts two relays on one temporary
- * PostgreSQL, and the demo takes them in turn (`killRelay(i)` takes one away).
+ * PostgreSQL, and the demo takes them in turn (`killRelay(i)` takes one away). `demo`: more of
+ * the demo's options (`formPost`, `collectForms`).
  */
-export async function startStack({ profile = "debug", simArgs = [], relayEnv = {}, lagMs = "0-5000", portalId = "1234567", relays: relayCount = 1 } = {}) {
+export async function startStack({ profile = "debug", simArgs = [], relayEnv = {}, lagMs = "0-5000", portalId = "1234567", relays: relayCount = 1, demo: demoOptions = {} } = {}) {
   const bin = (name) => path.join(ROOT, "target", profile, name);
   const token = "pat-na1-demo-" + randomBytes(8).toString("hex");
   const admin = "demo-admin-" + randomBytes(16).toString("hex");
@@ -55,6 +56,7 @@ export async function startStack({ profile = "debug", simArgs = [], relayEnv = {
     const demo = await startDemo({
       port: 0, sim: sim.url, relay: relayCount > 1 ? [relay.url, ...others.map((r) => r.url)] : relay.url, portalId, hubspotToken: token, adminToken: admin, secret, kid: "k1",
       lagMin: Number(String(lagMs).split("-")[0]), lagMax: Number(String(lagMs).split("-").pop()),
+      ...demoOptions,
     });
     return {
       sim, demo, token, admin, secret, dir,

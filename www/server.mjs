@@ -4,6 +4,9 @@
 //   - mode "naive": the page identifies by email (`_hsq.push(["identify", {email, id}])`) and the
 //     worker syncs by email, the way integrations do today (v1 update-by-email, seed doc 003);
 //   - mode "hsq": the page uses hsq-identity, and the worker tells the relay (`PUT /v1/users/{sub}`).
+// The email form posts by the page's script (fetch, then `refresh()`), or by the browser (a plain
+// form post and a redirect: without JavaScript, or always with `formPost`, as a server-rendered
+// app does). `collectForms` is passed to hsq-identity (default: its guard marks every form).
 //
 // Run with `node www/server.mjs --sim URL --relay URL [--port 0] [--lag-ms 0-5000]`; the first
 // stdout line is `demo listening on http://HOST:PORT`. No dependencies beyond Node.
@@ -181,17 +184,25 @@ export async function startDemo(o) {
         if (!user) return json(res, 401, { error: "unauthorized", message: "log in first" });
         return send(res, 200, mintAssertion({ sub: user.sub, email: user.email, firstname: user.name }, o.secret, o.kid), "text/plain");
       }
-      if (p === "/api/email" && req.method === "POST") {
-        if (!user) return json(res, 401, { error: "unauthorized", message: "log in first" });
-        const email = String(JSON.parse((await body(req)) || "{}").email || "").trim().toLowerCase();
-        if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) return json(res, 400, { error: "bad_request", message: `email ${JSON.stringify(email)} is not an email address` });
+      // The email form: posted by the page's script as JSON (/api/email), or by the browser itself
+      // as a form (/app/email, without JavaScript or with a data-post form), answered with a
+      // redirect to the settings page.
+      if ((p === "/api/email" || p === "/app/email") && req.method === "POST") {
+        const asForm = p === "/app/email";
+        const fail = (status, error, message) =>
+          asForm ? send(res, status, shell("Email not changed", `<main><p>${esc(message)}</p><p><a href="/app/settings">Back to settings</a></p></main>`)) : json(res, status, { error, message });
+        if (!user) return fail(401, "unauthorized", "log in first");
+        const raw = await body(req);
+        const given = asForm ? new URLSearchParams(raw).get("email") : JSON.parse(raw || "{}").email;
+        const email = String(given || "").trim().toLowerCase();
+        if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) return fail(400, "bad_request", `email ${JSON.stringify(email)} is not an email address`);
         const old = user.email;
         if (email !== old) {
           user.email = email;
           if (!user.emails.includes(email)) user.emails.push(email);
           syncLater(user, old, email); // the app's DB has the new email now; HubSpot learns later
         }
-        return json(res, 200, { email });
+        return asForm ? send(res, 303, "", "text/plain", { location: "/app/settings" }) : json(res, 200, { email });
       }
       if (p.startsWith("/app")) {
         if (!user) return send(res, 302, "", "text/plain", { location: "/" });
@@ -264,7 +275,7 @@ const hs = await StableIdentity.start({
   portalId: ${JSON.stringify(o.portalId)},
   trackerUrl: ${JSON.stringify(tracker)},
   chat: true,
-  onEvent: (e) => { window.demoEvents.push(e); document.dispatchEvent(new CustomEvent("hsq", { detail: e })); },
+  onEvent: (e) => { window.demoEvents.push(e); document.dispatchEvent(new CustomEvent("hsq", { detail: e })); },${o.collectForms ? `\n  collectForms: ${JSON.stringify(o.collectForms)},` : ""}
 });
 window.demo = { mode: "hsq", hs,
   view(path) { hs.trackPageView(path); },
@@ -279,7 +290,7 @@ document.dispatchEvent(new Event("demo-ready"));
     · <a href="/logout" id="logout">Log out</a> · <a href="/">Home</a></p>
     <nav><a href="/app/" data-spa>Dashboard</a> <a href="/app/reports" data-spa>Reports</a> <a href="/app/billing" data-spa>Billing</a> <a href="/app/settings" data-spa>Settings</a></nav></header>
     <main><h2 id="title">Dashboard</h2>
-    <form id="email-form"><label>Change your email <input name="email" type="email" value="${esc(user.email)}"></label> <button>Save</button></form>
+    <form id="email-form" method="post" action="/app/email"${o.formPost ? " data-post" : ""}><label>Change your email <input name="email" type="email" value="${esc(user.email)}"></label> <button>Save</button></form>
     <ul id="events"></ul></main>
     <div id="panel" data-sim="${esc(o.sim)}"></div>
     <script src="/static/app.js" defer></script>`,

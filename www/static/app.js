@@ -17,6 +17,8 @@
     ready(() => window.demo.view(location.pathname));
   });
   document.getElementById("email-form").addEventListener("submit", async (e) => {
+    // data-post: the browser posts the form itself and the app redirects (a server-rendered page).
+    if (e.target.hasAttribute("data-post")) return;
     e.preventDefault();
     const email = new FormData(e.target).get("email");
     const r = await fetch("/api/email", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email }) });
