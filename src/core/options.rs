@@ -97,9 +97,7 @@ const COLLECT_FORMS: &str = "true, false, or a CSS selector of the forms HubSpot
 
 /// The message for a `collectForms` selector the browser cannot parse.
 pub fn bad_selector(selector: &str) -> String {
-    let mut m = bad("collectForms", COLLECT_FORMS, &Val::Str(selector));
-    m.push_str(" (not a valid CSS selector)");
-    m
+    bad("collectForms", "a CSS selector the browser can parse", &Val::Str(selector))
 }
 
 fn bad(key: &str, expected: &str, got: &Val) -> String {
@@ -265,7 +263,7 @@ mod tests {
             let err = with(v).unwrap_err();
             assert!(err.contains("`collectForms` must be true, false, or a CSS selector of the forms HubSpot may collect"), "{err}");
         }
-        assert!(bad_selector("form[").ends_with("got \"form[\" (not a valid CSS selector)"), "{}", bad_selector("form["));
+        assert!(bad_selector("form[").ends_with("`collectForms` must be a CSS selector the browser can parse, got \"form[\""), "{}", bad_selector("form["));
     }
 
     #[test]

@@ -395,7 +395,7 @@ test("bad options reject start with a message naming the option", async () => {
       return out;
     }, token);
     const expected = ["needs an options object", "`relayUrl`", "`relayUrl`", "`assertion`", "`storage`", "`timeoutMs`", "`portalId`", "unknown option `relyUrl`", "`assertion`: the assertion function must return",
-      '`collectForms` must be true, false, or a CSS selector of the forms HubSpot may collect, got "form[" (not a valid CSS selector)', "`collectForms` must be true, false, or a CSS selector"];
+      '`collectForms` must be a CSS selector the browser can parse, got "form["', "`collectForms` must be true, false, or a CSS selector"];
     expected.forEach((want, i) => assert.ok(messages[i].includes(want), `case ${i}: ${messages[i]}`));
     assert.deepEqual(await errors(), []);
   } finally {
