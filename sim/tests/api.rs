@@ -521,3 +521,40 @@ async fn repeated_properties_archived_reads_merged_ids_and_unserved_methods() {
     assert_eq!(r.body["status"], "error");
     assert!(r.body["message"].as_str().is_some_and(|m| m.contains("PUT")));
 }
+
+#[tokio::test]
+async fn a_collected_form_submission_is_applied_once_and_bad_ones_get_a_400_never_a_500() {
+    let s = sim_with(&["--rate-limit", "0", "--portal-id", "77"]).await;
+    let form = |email: &str, uuid: &str| {
+        json!({ "contactFields": { "email": email }, "formSelectorId": "#f", "pageUrl": "http://app.test/", "portalId": 77, "type": "SCRAPED", "utk": "", "uuid": uuid })
+    };
+    let path = "/collected-forms/submit/form";
+    for (body, want) in [
+        (json!([1, 2]), "invalid"),
+        (json!({ "portalId": 77, "uuid": "x" }), "contactFields.email is required"),
+        (form("not-an-email", "x"), "is invalid"),
+        (json!({ "contactFields": { "email": "a@x.io" }, "portalId": 78, "uuid": "x" }), "portalId must be 77"),
+        (json!({ "contactFields": { "email": "a@x.io" }, "portalId": "77" }), "uuid is required"),
+    ] {
+        let b = s.post(path, body.clone()).await.expect(400);
+        assert!(b["message"].as_str().unwrap_or_default().contains(want), "{body}: {b}");
+    }
+    assert_eq!(s.raw(Method::POST, path, "{not json").await.status, StatusCode::BAD_REQUEST);
+    // A browser with no usertoken: the email's contact is created; the same uuid again does nothing.
+    for _ in 0..2 {
+        let r = s.call(Method::POST, path, Some(form("New@X.io", "u-1")), None).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    }
+    let log = s.get("/__sim/forms").await.expect(200);
+    assert_eq!((log["total"].as_u64(), log["byOutcome"]["created"].as_u64()), (Some(1), Some(1)), "{log}");
+    assert_eq!(log["submissions"][0]["email"], "new@x.io");
+    let all = s.get("/__sim/contacts").await.expect(200);
+    assert_eq!(all["total"], 1);
+    // Turned off, a submission is recorded and changes nothing.
+    s.admin("/__sim/config", json!({ "collectedForms": false })).await;
+    s.call(Method::POST, path, Some(form("off@x.io", "u-2")), None).await;
+    let log = s.get("/__sim/forms").await.expect(200);
+    assert_eq!(log["byOutcome"]["ignored"], 1, "{log}");
+    assert_eq!(s.get("/__sim/contacts").await.expect(200)["total"], 1);
+}
