@@ -554,9 +554,9 @@ impl Relay {
     /// page of the same tab can renew it and identify from its cache in the meantime.
     pub async fn release_after_grace(&self, lease_id: &str) -> ApiResult<bool> {
         let now = now_ms();
+        // The store wakes the user's job in the user's transaction (see `Store::release_lease`).
         match self.store.shorten_lease(lease_id, now, now + self.config.release_grace_secs as i64 * 1000).await? {
-            Some(sub) => {
-                self.store.wake_job(&sub, now).await?;
+            Some(_) => {
                 self.outbox_wake.notify_one();
                 Ok(true)
             }
@@ -567,9 +567,9 @@ impl Relay {
     /// `DELETE /v1/leases/{id}`: releases a lease, so a waiting email change can go at once.
     pub async fn release(&self, lease_id: &str) -> ApiResult<bool> {
         let now = now_ms();
+        // The store wakes the user's job in the user's transaction (see `Store::release_lease`).
         match self.store.release_lease(lease_id, now).await? {
-            Some(sub) => {
-                self.store.wake_job(&sub, now).await?;
+            Some(_) => {
                 self.outbox_wake.notify_one();
                 Ok(true)
             }

@@ -232,9 +232,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn set_error(&self, sub: &str, error: Option<&str>) -> StoreResult<()>;
     /// Binds `utk` to `sub`; when it is bound to another sub, leaves it and returns that sub.
     async fn bind_utk(&self, utk: &str, sub: &str, now: i64) -> StoreResult<Option<String>>;
-    /// Releases a lease; returns its sub when it existed and was live.
+    /// Releases a lease and makes its user's pending job due; returns its sub when it existed and
+    /// was live. Both happen in the user's transaction ([`Store::begin_user`]): the outbox checks
+    /// the live leases and defers the job to their end under that lock, so a release can never
+    /// fall between its check and its defer (which would leave the job waiting for a lease
+    /// already gone).
     async fn release_lease(&self, id: &str, now: i64) -> StoreResult<Option<String>>;
-    /// Shortens a live lease to end by `until`; returns its sub when it existed and was live.
+    /// Shortens a live lease to end by `until` and makes its user's pending job due (in the
+    /// user's transaction, as `release_lease`); returns its sub when it existed and was live.
     async fn shorten_lease(&self, id: &str, now: i64, until: i64) -> StoreResult<Option<String>>;
     async fn live_leases(&self, now: i64) -> StoreResult<i64>;
     async fn job(&self, sub: &str) -> StoreResult<Option<Job>>;
@@ -243,8 +248,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn claim_jobs(&self, now: i64, limit: i64, owner: &str, until: i64) -> StoreResult<Vec<Job>>;
     /// When the next pending job is due (its claim's end, when claimed).
     async fn next_job_at(&self) -> StoreResult<Option<i64>>;
-    /// Makes the user's pending job due now (a lease it waited for was released).
-    async fn wake_job(&self, sub: &str, now: i64) -> StoreResult<()>;
     async fn outbox_depth(&self) -> StoreResult<i64>;
     async fn chat_token(&self, email: &str, now: i64) -> StoreResult<Option<(String, i64)>>;
     async fn save_chat_token(&self, email: &str, token: &str, exp: i64) -> StoreResult<()>;
@@ -1021,6 +1024,33 @@ mod q {
             .await?;
         Ok(())
     }
+
+    pub async fn lease_owner(c: &mut dyn Conn, id: &str) -> StoreResult<Option<String>> {
+        Ok(c.query("SELECT sub FROM leases WHERE id = $1", vec![id.into()]).await?.first().and_then(|r| r[0].text()))
+    }
+
+    /// Releases a lease of `sub`; whether it was live.
+    pub async fn release_lease(c: &mut dyn Conn, sub: &str, id: &str) -> StoreResult<bool> {
+        let n = c.exec("UPDATE leases SET released = 1 WHERE id = $1 AND sub = $2 AND released = 0", vec![id.into(), sub.into()]).await?;
+        Ok(n == 1)
+    }
+
+    /// Shortens a live lease of `sub` to end by `until`; whether it was live.
+    pub async fn shorten_lease(c: &mut dyn Conn, sub: &str, id: &str, now: i64, until: i64) -> StoreResult<bool> {
+        let n = c
+            .exec(
+                "UPDATE leases SET expires_at = CASE WHEN expires_at < $4 THEN expires_at ELSE $4 END
+                 WHERE id = $1 AND sub = $2 AND released = 0 AND expires_at > $3",
+                vec![id.into(), sub.into(), now.into(), until.into()],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn wake_job(c: &mut dyn Conn, sub: &str, now: i64) -> StoreResult<()> {
+        c.exec("UPDATE outbox SET next_at = $2 WHERE sub = $1 AND state = 'pending' AND next_at > $2", vec![sub.into(), now.into()]).await?;
+        Ok(())
+    }
 }
 
 /// A transaction holding one user's lock (see [`Store::begin_user`]).
@@ -1091,6 +1121,10 @@ impl UserTx {
     }
     pub async fn unclaim_job(&mut self, owner: &str) -> StoreResult<()> {
         q::unclaim_job(&mut *self.conn, &self.sub, owner).await
+    }
+    /// Makes the user's pending job due now (a lease it waited for ended).
+    pub async fn wake_job(&mut self, now: i64) -> StoreResult<()> {
+        q::wake_job(&mut *self.conn, &self.sub, now).await
     }
     /// Ends the user's live leases on any email but `keep` (all when None); how many ended.
     pub async fn end_leases(&mut self, keep: Option<&str>, now: i64) -> StoreResult<u64> {
@@ -1194,29 +1228,26 @@ impl Store for SqlStore {
         Ok(rows.first().and_then(|r| r[0].text()).filter(|o| o != sub))
     }
 
-    async fn release_lease(&self, id: &str, _now: i64) -> StoreResult<Option<String>> {
-        let rows = self
-            .write()
-            .await?
-            .query(
-                "UPDATE leases SET released = 1 WHERE id = $1 AND released = 0 RETURNING sub",
-                vec![id.into()],
-            )
-            .await?;
-        Ok(rows.first().and_then(|r| r[0].text()))
+    async fn release_lease(&self, id: &str, now: i64) -> StoreResult<Option<String>> {
+        let Some(sub) = q::lease_owner(&mut *self.read().await?, id).await? else { return Ok(None) };
+        let mut tx = self.begin_user(&sub).await?;
+        let live = q::release_lease(&mut *tx.conn, &sub, id).await?;
+        if live {
+            tx.wake_job(now).await?;
+        }
+        tx.commit().await?;
+        Ok(live.then_some(sub))
     }
 
     async fn shorten_lease(&self, id: &str, now: i64, until: i64) -> StoreResult<Option<String>> {
-        let rows = self
-            .write()
-            .await?
-            .query(
-                "UPDATE leases SET expires_at = CASE WHEN expires_at < $3 THEN expires_at ELSE $3 END
-                 WHERE id = $1 AND released = 0 AND expires_at > $2 RETURNING sub",
-                vec![id.into(), now.into(), until.into()],
-            )
-            .await?;
-        Ok(rows.first().and_then(|r| r[0].text()))
+        let Some(sub) = q::lease_owner(&mut *self.read().await?, id).await? else { return Ok(None) };
+        let mut tx = self.begin_user(&sub).await?;
+        let live = q::shorten_lease(&mut *tx.conn, &sub, id, now, until).await?;
+        if live {
+            tx.wake_job(now).await?;
+        }
+        tx.commit().await?;
+        Ok(live.then_some(sub))
     }
 
     async fn live_leases(&self, now: i64) -> StoreResult<i64> {
@@ -1253,14 +1284,6 @@ impl Store for SqlStore {
             )
             .await?;
         Ok(one_int(&rows))
-    }
-
-    async fn wake_job(&self, sub: &str, now: i64) -> StoreResult<()> {
-        self.write()
-            .await?
-            .exec("UPDATE outbox SET next_at = $2 WHERE sub = $1 AND state = 'pending' AND next_at > $2", vec![sub.into(), now.into()])
-            .await?;
-        Ok(())
     }
 
     async fn outbox_depth(&self) -> StoreResult<i64> {

@@ -13,6 +13,7 @@ mod helpers;
 mod hubspot_changes;
 mod identity;
 mod input;
+mod lease_release;
 mod multi_relay;
 mod openapi;
 mod pg;
