@@ -14,6 +14,7 @@ mod hubspot_changes;
 mod identity;
 mod input;
 mod lease_release;
+mod late_writes;
 mod multi_relay;
 mod openapi;
 mod pg;
