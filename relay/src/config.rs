@@ -128,6 +128,12 @@ pub struct ServeArgs {
     /// How long a ticket may be cached by the page, in seconds.
     #[arg(long = "ticket-secs", env = "HSQ_TICKET_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=3_600))]
     pub ticket_secs: u64,
+    /// The longest a HubSpot write may still land after it was sent, in milliseconds (at least the
+    /// HubSpot timeout is used). A write whose answer never came (a timeout, a dropped connection,
+    /// a relay that died while writing) is taken as possibly landing until then: the user's email
+    /// is not leased and the change not finished before the contact is read back after it.
+    #[arg(long = "hubspot-late-write-ms", env = "HSQ_HUBSPOT_LATE_WRITE_MS", default_value_t = 120_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub hubspot_late_write_ms: u64,
     /// How long a contact read from HubSpot is trusted before it is read again, in seconds.
     #[arg(long = "cache-secs", env = "HSQ_CACHE_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub cache_secs: u64,

@@ -225,6 +225,14 @@ impl HubSpot {
 
     /// One HubSpot call with the limiter and retries. Answers the status and JSON body of a 2xx.
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>, retry: Retry) -> Result<(u16, Value), HubSpotError> {
+        self.call_noting(method, path, body, retry, &mut false).await
+    }
+
+    /// [`HubSpot::call`], setting `unknown` when an attempt's outcome is unknown: it was sent and
+    /// no answer came (a timeout, a connection lost after connecting, an answer broken off), or
+    /// HubSpot answered 5xx (its gateway's 502/504 say nothing of what its servers did). HubSpot
+    /// may still apply such a write, later than any answer seen here (hubspot-behavior.md §10).
+    pub async fn call_noting(&self, method: Method, path: &str, body: Option<&Value>, retry: Retry, unknown: &mut bool) -> Result<(u16, Value), HubSpotError> {
         let mut backoff = Duration::from_millis(200);
         let mut last = HubSpotError::Unreachable("no attempt made".into());
         for attempt in 1..=retry.attempts.max(1) {
@@ -245,6 +253,7 @@ impl HubSpot {
             let mut wait = jitter(backoff);
             match result {
                 Err(e) => {
+                    *unknown |= !e.is_connect();
                     self.inner.metrics.hubspot_call(if e.is_timeout() { "timeout" } else { "error" });
                     last = HubSpotError::Unreachable(if e.is_timeout() { "timed out".into() } else { format!("{e}") });
                 }
@@ -260,12 +269,14 @@ impl HubSpot {
                     let text = match res.text().await {
                         Ok(t) => t,
                         Err(e) => {
+                            *unknown = true;
                             last = HubSpotError::Unreachable(format!("the answer broke off: {e}"));
                             self.pause(attempt, retry, wait).await;
                             continue;
                         }
                     };
                     let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    *unknown |= status.is_server_error();
                     if status.is_success() {
                         self.inner.limiter.lock().unwrap_or_else(|e| e.into_inner()).strikes = 0;
                         return Ok((status.as_u16(), json));
@@ -582,8 +593,13 @@ impl HubSpot {
 
     /// Updates a contact by record id (never by email).
     pub async fn update(&self, id: &str, props: Value, retry: Retry) -> Result<Contact, HubSpotError> {
+        self.update_noting(id, props, retry, &mut false).await
+    }
+
+    /// [`HubSpot::update`], setting `unknown` when an attempt may still land (see [`HubSpot::call_noting`]).
+    pub async fn update_noting(&self, id: &str, props: Value, retry: Retry, unknown: &mut bool) -> Result<Contact, HubSpotError> {
         let path = format!("/crm/v3/objects/contacts/{}", encode(id));
-        let (_, v) = self.call(Method::PATCH, &path, Some(&json!({ "properties": props })), retry).await?;
+        let (_, v) = self.call_noting(Method::PATCH, &path, Some(&json!({ "properties": props })), retry, unknown).await?;
         self.contact_from(&v).ok_or_else(|| HubSpotError::Unreachable("update answered without an id".into()))
     }
 

@@ -72,14 +72,30 @@ fn backoff_ms(attempts: i64) -> i64 {
     (1000i64 << attempts.clamp(0, 8)).min(300_000)
 }
 
+/// The longest a HubSpot write may still land after it was sent (`HSQ_HUBSPOT_LATE_WRITE_MS`, at
+/// least the call's own timeout).
+fn late_write_ms(relay: &Relay) -> i64 {
+    relay.config.hubspot_late_write_ms.max(relay.config.hubspot.timeout_ms) as i64
+}
+
 /// Applies one claimed job. Two short transactions hold the user's lock: the first checks that no
 /// lease on another email is live and marks the job as being applied (tickets answer `pending`
 /// from then on); the second records the outcome. HubSpot is called between them, under the
 /// claim, so a relay that dies there leaves a claim that runs out and another relay applies the
 /// job (the write sets the same email again: harmless).
+///
+/// A write whose answer never came may still land, later than a newer write (HubSpot completes a
+/// request whose client gave up). So before writing, the first transaction records until when
+/// this relay's attempts may land (`uncertain_until`: the last attempt's start plus
+/// `HSQ_HUBSPOT_LATE_WRITE_MS`), which a relay that dies here leaves behind; an answered write
+/// clears it, an attempt of unknown outcome keeps it (from the call's end). While it is set no
+/// email of the user is leased and no change is written or finished: the job waits for it to
+/// pass, then the contact is read back, and what HubSpot then holds is the truth (written again
+/// if it is not the change).
 async fn apply(relay: &Relay, job: Job) -> Result<(), StoreError> {
     let store = &relay.store;
     let started = Instant::now();
+    let started_ms = now_ms();
     let claim = Duration::from_secs(relay.config.outbox_claim_secs);
     let user = store.user(&job.sub).await?.unwrap_or_default();
     // A user without a cached contact: find it first (outside the transaction).
@@ -95,6 +111,21 @@ async fn apply(relay: &Relay, job: Job) -> Result<(), StoreError> {
         },
     };
 
+    // An earlier write may have landed or still land until `uncertain_until`: once that passed,
+    // read back what HubSpot holds (outside the transaction) before anything is decided.
+    let uncertain = job.uncertain_until;
+    let verified = match &contact_id {
+        Some(id) if uncertain > 0 && uncertain <= now_ms() => match relay.hubspot.read_id(id, Retry::interactive(claim.mul_f32(0.5))).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let mut tx = store.begin_user(&job.sub).await?;
+                tx.retry_job(job.version, now_ms() + backoff_ms(job.attempts), &format!("reading back a write of unknown outcome: {e}")).await?;
+                return tx.commit().await;
+            }
+        },
+        _ => None,
+    };
+
     let mut tx = store.begin_user(&job.sub).await?;
     let now = now_ms();
     let current = tx.job().await?;
@@ -105,6 +136,36 @@ async fn apply(relay: &Relay, job: Job) -> Result<(), StoreError> {
         // A newer change replaced it (it is claimed afresh), or the claim ran out.
         tx.unclaim_job(&relay.instance).await?;
         return tx.commit().await;
+    }
+    let recorded = current.as_ref().map_or(0, |j| j.uncertain_until);
+    if recorded > now {
+        // A write of unknown outcome may still land (this relay's, or one of a relay that died
+        // or restarted while writing): nothing is written until it no longer can.
+        tx.defer_job(job.version, recorded).await?;
+        return tx.commit().await;
+    }
+    if recorded > 0 {
+        // What HubSpot holds once no earlier attempt can land any more is final.
+        match (&contact_id, verified) {
+            // No contact to land on: nothing to read back.
+            (None, _) => tx.settle_uncertain(recorded).await?,
+            (Some(_), Some(read)) if recorded == uncertain => {
+                tx.settle_uncertain(recorded).await?;
+                let Some(c) = read else {
+                    // The contact is gone (deleted or merged away): find the user's contact again.
+                    tx.forget_contact().await?;
+                    tx.retry_job(job.version, now, "the contact was not found when read back").await?;
+                    return tx.commit().await;
+                };
+                tx.save_contact(&c.id, c.email.as_deref(), now, true).await?;
+                tracing::info!(sub = %job.sub, contact = %c.id, "read back the contact after a write of unknown outcome");
+            }
+            _ => {
+                // Not read back yet (or recorded again since the claim): read it on the next claim.
+                tx.defer_job(job.version, now).await?;
+                return tx.commit().await;
+            }
+        }
     }
     // A live lease on another email means a page may still send that email: wait for it.
     if let Some(until) = tx.live_lease_until(&job.to_email, now).await? {
@@ -122,6 +183,10 @@ async fn apply(relay: &Relay, job: Job) -> Result<(), StoreError> {
         return tx.commit().await;
     }
     tx.mark_applying(job.version, &format!("applying:{}", relay.instance)).await?;
+    // Written ahead: if this relay dies while writing, its attempts (none starts after the call's
+    // deadline below) may land until this.
+    let ahead = started_ms + claim.mul_f32(0.8).as_millis() as i64 + late_write_ms(relay);
+    tx.hold_uncertain(ahead).await?;
     // Tickets decided on a read from before this write are not trusted, and the cached read is
     // dropped: if this relay dies mid-write, the next ticket reads HubSpot again.
     tx.bump_gen().await?;
@@ -134,7 +199,8 @@ async fn apply(relay: &Relay, job: Job) -> Result<(), StoreError> {
     // Finish (or give up) well inside the claim, so no other relay takes the job meanwhile.
     let deadline = tokio::time::Instant::from_std(started) + claim.mul_f32(0.8);
     let retry = Retry { attempts: Retry::background().attempts, deadline: Some(deadline) };
-    let mut result = relay.hubspot.update(&contact_id, Value::Object(props.clone()), retry).await;
+    let mut unknown = false;
+    let mut result = relay.hubspot.update_noting(&contact_id, Value::Object(props.clone()), retry, &mut unknown).await;
     // A property HubSpot refuses (deleted or made read-only since the PUT was checked) never
     // blocks the email: apply the email alone and report the property.
     let mut dropped = None;
@@ -143,12 +209,12 @@ async fn apply(relay: &Relay, job: Job) -> Result<(), StoreError> {
             tracing::warn!(sub = %job.sub, error = %e, "HubSpot refused the change's properties; applying the email alone");
             dropped = Some(format!("the properties were not applied: {e}"));
             props = Map::from_iter([("email".to_string(), json!(job.to_email))]);
-            result = relay.hubspot.update(&contact_id, Value::Object(props.clone()), retry).await;
+            result = relay.hubspot.update_noting(&contact_id, Value::Object(props.clone()), retry, &mut unknown).await;
         }
     }
     let result = match result {
         Err(e) if e.status() == Some(409) && relay.config.conflict_policy == ConflictPolicy::Merge => {
-            merge(relay, &job, &contact_id, props, e, retry).await
+            merge(relay, &job, &contact_id, props, e, retry, &mut unknown).await
         }
         other => other.map(|c| (c.id, c.email)),
     };
@@ -156,6 +222,27 @@ async fn apply(relay: &Relay, job: Job) -> Result<(), StoreError> {
     let mut tx = store.begin_user(&job.sub).await?;
     let now = now_ms();
     tx.bump_gen().await?;
+    // A newer change that replaced this one meanwhile is not held by this claim until it runs out
+    // (the outcome below is recorded only on this version).
+    tx.unclaim_job(&format!("applying:{}", relay.instance)).await?;
+    if unknown {
+        // An attempt got no answer, or a 5xx: it may still land, possibly after a newer write.
+        // The job stays pending until it no longer can, then the contact is read back.
+        let until = now + late_write_ms(relay);
+        tx.settle_uncertain(ahead).await?;
+        tx.hold_uncertain(until).await?;
+        match &result {
+            Ok((id, email)) => {
+                tx.save_contact(id, email.as_deref(), now, false).await?;
+                tx.defer_job(job.version, until).await?;
+            }
+            Err(e) => tx.retry_job(job.version, until, &e.to_string()).await?,
+        }
+        tracing::warn!(sub = %job.sub, answered = result.is_ok(), "a HubSpot write's outcome is unknown; the contact is read back once it can no longer land");
+        return tx.commit().await;
+    }
+    // Every attempt was answered: nothing of this write can land any more.
+    tx.settle_uncertain(ahead).await?;
     match result {
         Ok((id, email)) => {
             tx.save_contact(&id, email.as_deref(), now, false).await?;
@@ -211,6 +298,7 @@ async fn merge(
     props: Map<String, Value>,
     conflict: HubSpotError,
     retry: Retry,
+    unknown: &mut bool,
 ) -> Result<(String, Option<String>), HubSpotError> {
     let Some(other) = conflict.existing_id() else { return Err(conflict) };
     let holder = relay.hubspot.read_id(&other, retry).await?;
@@ -218,7 +306,7 @@ async fn merge(
         return Err(conflict); // another user's contact: never merged automatically
     }
     let survivor = relay.hubspot.merge(contact_id, &other, retry).await?;
-    let c = relay.hubspot.update(&survivor, Value::Object(props), retry).await?;
+    let c = relay.hubspot.update_noting(&survivor, Value::Object(props), retry, unknown).await?;
     tracing::info!(sub = %job.sub, merged = %other, into = %survivor, "merged the contact holding the new email");
     Ok((c.id, c.email))
 }

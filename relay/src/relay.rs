@@ -261,9 +261,11 @@ impl Relay {
         let current = tx.user().await?.unwrap_or_else(|| user.clone());
         let desired = current.app_email.clone().unwrap_or(desired);
         let job = tx.job().await?;
-        // A relay is writing this user's email to HubSpot right now: nothing is confirmed.
+        // A relay is writing this user's email to HubSpot right now, or a write whose answer never
+        // came may still land (or has not been read back since): nothing is confirmed.
         let applying = job.as_ref().is_some_and(|j| {
-            j.state == "pending" && j.claimed_until > now && j.claimed_by.as_deref().is_some_and(|b| b.starts_with("applying:"))
+            (j.state == "pending" && j.claimed_until > now && j.claimed_by.as_deref().is_some_and(|b| b.starts_with("applying:")))
+                || j.uncertain_until > 0
         });
         // The outbox wrote this contact since our read: what it stored is newer than what we read.
         let (contact_id, hub_email) = if current.gen != user.gen {
@@ -329,8 +331,8 @@ impl Relay {
             .all(|(given, stored)| given.is_none() || given == stored);
         let utk_noted = utk.is_none_or(|_| w.utk.as_ref().is_some_and(|(sub, at)| *sub == claims.sub && now - at < UTK_NOTE_MS));
         let cached = u.fetched_at.is_some_and(|at| now - at < self.config.cache_secs as i64 * 1000);
-        let applying = w.job.as_ref().is_some_and(|(state, until, by)| {
-            state == "pending" && *until > now && by.as_deref().is_some_and(|b| b.starts_with("applying:"))
+        let applying = w.job.as_ref().is_some_and(|(state, until, by, uncertain)| {
+            (state == "pending" && *until > now && by.as_deref().is_some_and(|b| b.starts_with("applying:"))) || *uncertain > 0
         });
         let lease_ms = self.config.lease_secs as i64 * 1000;
         let lease_until = w.lease.as_ref().and_then(|(e, until, released)| {
@@ -554,9 +556,9 @@ impl Relay {
     /// page of the same tab can renew it and identify from its cache in the meantime.
     pub async fn release_after_grace(&self, lease_id: &str) -> ApiResult<bool> {
         let now = now_ms();
+        // The store wakes the user's job in the user's transaction (see `Store::release_lease`).
         match self.store.shorten_lease(lease_id, now, now + self.config.release_grace_secs as i64 * 1000).await? {
-            Some(sub) => {
-                self.store.wake_job(&sub, now).await?;
+            Some(_) => {
                 self.outbox_wake.notify_one();
                 Ok(true)
             }
@@ -567,9 +569,9 @@ impl Relay {
     /// `DELETE /v1/leases/{id}`: releases a lease, so a waiting email change can go at once.
     pub async fn release(&self, lease_id: &str) -> ApiResult<bool> {
         let now = now_ms();
+        // The store wakes the user's job in the user's transaction (see `Store::release_lease`).
         match self.store.release_lease(lease_id, now).await? {
-            Some(sub) => {
-                self.store.wake_job(&sub, now).await?;
+            Some(_) => {
                 self.outbox_wake.notify_one();
                 Ok(true)
             }

@@ -144,6 +144,10 @@ pub struct Job {
     /// The claiming relay; `applying:<relay>` once it passed the lease check and writes to HubSpot.
     #[serde(skip)]
     pub claimed_by: Option<String>,
+    /// Until when (ms) a HubSpot write of this user's contact whose outcome is unknown may still
+    /// land; 0 when none may. While it is not 0 nothing of the user is confirmed (see outbox.rs).
+    #[serde(skip)]
+    pub uncertain_until: i64,
 }
 
 /// What a warm `POST /v1/identity` needs, read in one statement (one consistent snapshot): the
@@ -153,8 +157,8 @@ pub struct Job {
 pub struct WarmView {
     pub user: User,
     pub erased: bool,
-    /// The job's state, claim end and claimant, when the user has a job.
-    pub job: Option<(String, i64, Option<String>)>,
+    /// The job's state, claim end, claimant and `uncertain_until`, when the user has a job.
+    pub job: Option<(String, i64, Option<String>, i64)>,
     /// The lease's email, end (ms) and whether it was released, when it is this user's.
     pub lease: Option<(String, i64, bool)>,
     /// Whom the utk is bound to, and when that was last noted (ms).
@@ -232,9 +236,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn set_error(&self, sub: &str, error: Option<&str>) -> StoreResult<()>;
     /// Binds `utk` to `sub`; when it is bound to another sub, leaves it and returns that sub.
     async fn bind_utk(&self, utk: &str, sub: &str, now: i64) -> StoreResult<Option<String>>;
-    /// Releases a lease; returns its sub when it existed and was live.
+    /// Releases a lease and makes its user's pending job due; returns its sub when it existed and
+    /// was live. Both happen in the user's transaction ([`Store::begin_user`]): the outbox checks
+    /// the live leases and defers the job to their end under that lock, so a release can never
+    /// fall between its check and its defer (which would leave the job waiting for a lease
+    /// already gone).
     async fn release_lease(&self, id: &str, now: i64) -> StoreResult<Option<String>>;
-    /// Shortens a live lease to end by `until`; returns its sub when it existed and was live.
+    /// Shortens a live lease to end by `until` and makes its user's pending job due (in the
+    /// user's transaction, as `release_lease`); returns its sub when it existed and was live.
     async fn shorten_lease(&self, id: &str, now: i64, until: i64) -> StoreResult<Option<String>>;
     async fn live_leases(&self, now: i64) -> StoreResult<i64>;
     async fn job(&self, sub: &str) -> StoreResult<Option<Job>>;
@@ -243,8 +252,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn claim_jobs(&self, now: i64, limit: i64, owner: &str, until: i64) -> StoreResult<Vec<Job>>;
     /// When the next pending job is due (its claim's end, when claimed).
     async fn next_job_at(&self) -> StoreResult<Option<i64>>;
-    /// Makes the user's pending job due now (a lease it waited for was released).
-    async fn wake_job(&self, sub: &str, now: i64) -> StoreResult<()>;
     async fn outbox_depth(&self) -> StoreResult<i64>;
     async fn chat_token(&self, email: &str, now: i64) -> StoreResult<Option<(String, i64)>>;
     async fn save_chat_token(&self, email: &str, token: &str, exp: i64) -> StoreResult<()>;
@@ -788,7 +795,7 @@ impl SqlStore {
 pub const WARM_VIEW_SQL: &str = "SELECT u.sub, u.contact_id, u.hubspot_email, u.fetched_at, u.app_email, u.app_email_at, u.firstname, u.lastname,
         u.conflict_email, u.conflict_with, u.last_error, u.gen,
         CASE WHEN EXISTS (SELECT 1 FROM erased_users e WHERE e.sub = u.sub) THEN 1 ELSE 0 END,
-        o.state, o.claimed_until, o.claimed_by, l.email, l.expires_at, l.released, b.sub, b.at
+        o.state, o.claimed_until, o.claimed_by, l.email, l.expires_at, l.released, b.sub, b.at, o.uncertain_until
     FROM users u
     LEFT JOIN outbox o ON o.sub = u.sub
     LEFT JOIN leases l ON l.id = $2 AND l.sub = u.sub
@@ -826,6 +833,7 @@ fn job_from(r: &Row) -> Job {
         last_error: r[7].text(),
         claimed_until: r[8].int().unwrap_or(0),
         claimed_by: r[9].text(),
+        uncertain_until: r[10].int().unwrap_or(0),
     }
 }
 
@@ -912,7 +920,7 @@ mod q {
 
     pub async fn job(c: &mut dyn Conn, sub: &str) -> StoreResult<Option<Job>> {
         Ok(c.query(
-            "SELECT sub, to_email, properties, version, state, attempts, next_at, last_error, claimed_until, claimed_by FROM outbox WHERE sub = $1",
+            "SELECT sub, to_email, properties, version, state, attempts, next_at, last_error, claimed_until, claimed_by, uncertain_until FROM outbox WHERE sub = $1",
             vec![sub.into()],
         )
         .await?
@@ -1021,6 +1029,51 @@ mod q {
             .await?;
         Ok(())
     }
+
+    /// Records that a write of the user's contact may land until `until`: the later of that and
+    /// what is recorded (whatever the job's version: the write is to the contact).
+    pub async fn hold_uncertain(c: &mut dyn Conn, sub: &str, until: i64) -> StoreResult<()> {
+        c.exec(
+            "UPDATE outbox SET uncertain_until = CASE WHEN uncertain_until > $2 THEN uncertain_until ELSE $2 END WHERE sub = $1",
+            vec![sub.into(), until.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Clears the record `until` once its writes are settled (answered, or verified by a read);
+    /// a later record, made by another attempt meanwhile, stays.
+    pub async fn settle_uncertain(c: &mut dyn Conn, sub: &str, until: i64) -> StoreResult<()> {
+        c.exec("UPDATE outbox SET uncertain_until = 0 WHERE sub = $1 AND uncertain_until = $2", vec![sub.into(), until.into()]).await?;
+        Ok(())
+    }
+
+    pub async fn lease_owner(c: &mut dyn Conn, id: &str) -> StoreResult<Option<String>> {
+        Ok(c.query("SELECT sub FROM leases WHERE id = $1", vec![id.into()]).await?.first().and_then(|r| r[0].text()))
+    }
+
+    /// Releases a lease of `sub`; whether it was live.
+    pub async fn release_lease(c: &mut dyn Conn, sub: &str, id: &str) -> StoreResult<bool> {
+        let n = c.exec("UPDATE leases SET released = 1 WHERE id = $1 AND sub = $2 AND released = 0", vec![id.into(), sub.into()]).await?;
+        Ok(n == 1)
+    }
+
+    /// Shortens a live lease of `sub` to end by `until`; whether it was live.
+    pub async fn shorten_lease(c: &mut dyn Conn, sub: &str, id: &str, now: i64, until: i64) -> StoreResult<bool> {
+        let n = c
+            .exec(
+                "UPDATE leases SET expires_at = CASE WHEN expires_at < $4 THEN expires_at ELSE $4 END
+                 WHERE id = $1 AND sub = $2 AND released = 0 AND expires_at > $3",
+                vec![id.into(), sub.into(), now.into(), until.into()],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn wake_job(c: &mut dyn Conn, sub: &str, now: i64) -> StoreResult<()> {
+        c.exec("UPDATE outbox SET next_at = $2 WHERE sub = $1 AND state = 'pending' AND next_at > $2", vec![sub.into(), now.into()]).await?;
+        Ok(())
+    }
 }
 
 /// A transaction holding one user's lock (see [`Store::begin_user`]).
@@ -1092,6 +1145,18 @@ impl UserTx {
     pub async fn unclaim_job(&mut self, owner: &str) -> StoreResult<()> {
         q::unclaim_job(&mut *self.conn, &self.sub, owner).await
     }
+    /// Records that a write of the user's contact may still land until `until` (ms).
+    pub async fn hold_uncertain(&mut self, until: i64) -> StoreResult<()> {
+        q::hold_uncertain(&mut *self.conn, &self.sub, until).await
+    }
+    /// Clears the record `until` (see [`Job::uncertain_until`]) unless a later one replaced it.
+    pub async fn settle_uncertain(&mut self, until: i64) -> StoreResult<()> {
+        q::settle_uncertain(&mut *self.conn, &self.sub, until).await
+    }
+    /// Makes the user's pending job due now (a lease it waited for ended).
+    pub async fn wake_job(&mut self, now: i64) -> StoreResult<()> {
+        q::wake_job(&mut *self.conn, &self.sub, now).await
+    }
     /// Ends the user's live leases on any email but `keep` (all when None); how many ended.
     pub async fn end_leases(&mut self, keep: Option<&str>, now: i64) -> StoreResult<u64> {
         q::end_leases(&mut *self.conn, &self.sub, keep, now).await
@@ -1143,7 +1208,7 @@ impl Store for SqlStore {
         Ok(rows.first().map(|r| WarmView {
             user: user_from(r),
             erased: r[12].int() == Some(1),
-            job: r[13].text().map(|state| (state, r[14].int().unwrap_or(0), r[15].text())),
+            job: r[13].text().map(|state| (state, r[14].int().unwrap_or(0), r[15].text(), r[21].int().unwrap_or(0))),
             lease: r[16].text().map(|email| (email, r[17].int().unwrap_or(0), r[18].int().unwrap_or(0) != 0)),
             utk: r[19].text().map(|s| (s, r[20].int().unwrap_or(0))),
         }))
@@ -1194,29 +1259,26 @@ impl Store for SqlStore {
         Ok(rows.first().and_then(|r| r[0].text()).filter(|o| o != sub))
     }
 
-    async fn release_lease(&self, id: &str, _now: i64) -> StoreResult<Option<String>> {
-        let rows = self
-            .write()
-            .await?
-            .query(
-                "UPDATE leases SET released = 1 WHERE id = $1 AND released = 0 RETURNING sub",
-                vec![id.into()],
-            )
-            .await?;
-        Ok(rows.first().and_then(|r| r[0].text()))
+    async fn release_lease(&self, id: &str, now: i64) -> StoreResult<Option<String>> {
+        let Some(sub) = q::lease_owner(&mut *self.read().await?, id).await? else { return Ok(None) };
+        let mut tx = self.begin_user(&sub).await?;
+        let live = q::release_lease(&mut *tx.conn, &sub, id).await?;
+        if live {
+            tx.wake_job(now).await?;
+        }
+        tx.commit().await?;
+        Ok(live.then_some(sub))
     }
 
     async fn shorten_lease(&self, id: &str, now: i64, until: i64) -> StoreResult<Option<String>> {
-        let rows = self
-            .write()
-            .await?
-            .query(
-                "UPDATE leases SET expires_at = CASE WHEN expires_at < $3 THEN expires_at ELSE $3 END
-                 WHERE id = $1 AND released = 0 AND expires_at > $2 RETURNING sub",
-                vec![id.into(), now.into(), until.into()],
-            )
-            .await?;
-        Ok(rows.first().and_then(|r| r[0].text()))
+        let Some(sub) = q::lease_owner(&mut *self.read().await?, id).await? else { return Ok(None) };
+        let mut tx = self.begin_user(&sub).await?;
+        let live = q::shorten_lease(&mut *tx.conn, &sub, id, now, until).await?;
+        if live {
+            tx.wake_job(now).await?;
+        }
+        tx.commit().await?;
+        Ok(live.then_some(sub))
     }
 
     async fn live_leases(&self, now: i64) -> StoreResult<i64> {
@@ -1232,12 +1294,12 @@ impl Store for SqlStore {
         const PG: &str = "UPDATE outbox SET claimed_until = $4, claimed_by = $3
              WHERE sub IN (SELECT sub FROM outbox WHERE state = 'pending' AND next_at <= $1 AND claimed_until <= $1
                            ORDER BY next_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-             RETURNING sub, to_email, properties, version, state, attempts, next_at, last_error, claimed_until, claimed_by";
+             RETURNING sub, to_email, properties, version, state, attempts, next_at, last_error, claimed_until, claimed_by, uncertain_until";
         // SQLite has one writer at a time: the same statement without row locks is as exclusive.
         const LITE: &str = "UPDATE outbox SET claimed_until = $4, claimed_by = $3
              WHERE sub IN (SELECT sub FROM outbox WHERE state = 'pending' AND next_at <= $1 AND claimed_until <= $1
                            ORDER BY next_at LIMIT $2)
-             RETURNING sub, to_email, properties, version, state, attempts, next_at, last_error, claimed_until, claimed_by";
+             RETURNING sub, to_email, properties, version, state, attempts, next_at, last_error, claimed_until, claimed_by, uncertain_until";
         let sql = if self.is_pg() { PG } else { LITE };
         let rows = self.write().await?.query(sql, vec![now.into(), limit.into(), owner.into(), until.into()]).await?;
         Ok(rows.iter().map(job_from).collect())
@@ -1253,14 +1315,6 @@ impl Store for SqlStore {
             )
             .await?;
         Ok(one_int(&rows))
-    }
-
-    async fn wake_job(&self, sub: &str, now: i64) -> StoreResult<()> {
-        self.write()
-            .await?
-            .exec("UPDATE outbox SET next_at = $2 WHERE sub = $1 AND state = 'pending' AND next_at > $2", vec![sub.into(), now.into()])
-            .await?;
-        Ok(())
     }
 
     async fn outbox_depth(&self) -> StoreResult<i64> {
@@ -1602,6 +1656,33 @@ mod tests {
         assert!(tx.finish_job(j2.version, "done", None, 13).await.unwrap());
         tx.commit().await.unwrap();
         assert_eq!(s.outbox_depth().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_write_of_unknown_outcome_is_remembered_across_a_newer_change_and_a_restart() {
+        let s = store().await;
+        let mut tx = s.begin_user("u").await.unwrap();
+        tx.put_job("b@x.io", "{}", 10).await.unwrap();
+        tx.commit().await.unwrap();
+        let j = s.claim_jobs(10, 10, "r1", 1000).await.unwrap().remove(0);
+        let mut tx = s.begin_user("u").await.unwrap();
+        assert!(tx.mark_applying(j.version, "applying:r1").await.unwrap());
+        tx.hold_uncertain(500).await.unwrap();
+        tx.commit().await.unwrap();
+        // The app changes the email again, and the relay restarts (SQLite clears its claims).
+        let mut tx = s.begin_user("u").await.unwrap();
+        tx.put_job("c@x.io", "{}", 20).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(s.clear_claims().await.unwrap(), 1);
+        let j = s.claim_jobs(30, 10, "r2", 1000).await.unwrap().remove(0);
+        assert_eq!((j.to_email.as_str(), j.uncertain_until), ("c@x.io", 500), "the earlier write may still land");
+        let mut tx = s.begin_user("u").await.unwrap();
+        tx.hold_uncertain(400).await.unwrap();
+        assert_eq!(tx.job().await.unwrap().unwrap().uncertain_until, 500, "the later bound stays");
+        tx.settle_uncertain(400).await.unwrap();
+        assert_eq!(tx.job().await.unwrap().unwrap().uncertain_until, 500, "only its own record is cleared");
+        tx.settle_uncertain(500).await.unwrap();
+        assert_eq!(tx.job().await.unwrap().unwrap().uncertain_until, 0);
     }
 
     #[tokio::test]

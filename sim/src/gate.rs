@@ -207,11 +207,21 @@ pub async fn faults(State(sim): State<AppState>, req: Request, next: Next) -> Re
     // A batch call is counted by its operation (`batch/read`, `batch/upsert`, ...), not `{op}`.
     let op = req.uri().path().rsplit('/').next().unwrap_or_default();
     let key = api.map(|r| format!("{} {}", req.method(), r.replace("{op}", op)));
-    let res = apply_faults(&sim, req, next).await;
-    if let Some(k) = key {
-        *sim.gate().calls.entry(format!("{k} {}", res.status().as_u16())).or_default() += 1;
+    // HubSpot completes a request whose client went away (hubspot-behavior.md section 10): each
+    // request runs in a task of its own, so a client that gives up while it waits (a latency or
+    // hold fault, a slow handler) does not cancel it, and its write lands late, as it would there.
+    // Run inside the connection's future, hyper would drop it when the client disconnects.
+    let task = tokio::spawn(async move {
+        let res = apply_faults(&sim, req, next).await;
+        if let Some(k) = key {
+            *sim.gate().calls.entry(format!("{k} {}", res.status().as_u16())).or_default() += 1;
+        }
+        res
+    });
+    match task.await {
+        Ok(res) => res,
+        Err(e) => HsError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", format!("the simulator failed: {e}")).into_response(),
     }
-    res
 }
 
 /// Applies injected faults to every route outside `/__sim/`.

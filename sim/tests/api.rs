@@ -495,6 +495,39 @@ async fn injected_faults_answer_a_status_wait_or_drop_the_connection_then_stop()
 }
 
 #[tokio::test]
+async fn a_write_whose_client_gave_up_is_still_applied_late_as_hubspot_does() {
+    let s = sim().await;
+    let id = s.create(json!({"email": "a@x.io"})).await;
+    let email = || async { s.get(&format!("/crm/v3/objects/contacts/{id}")).await.expect(200)["properties"]["email"].as_str().map(str::to_string) };
+    s.admin("/__sim/faults", json!({"path": "/crm/v3/objects/contacts/", "method": "PATCH", "latencyMs": 800})).await;
+    // The client gives up long before the answer, and closes its connection.
+    let impatient = reqwest::Client::builder().timeout(std::time::Duration::from_millis(150)).build().unwrap();
+    let sent = std::time::Instant::now();
+    let r = impatient
+        .patch(format!("{}/crm/v3/objects/contacts/{id}", s.url))
+        .bearer_auth("T")
+        .json(&json!({"properties": {"email": "b@x.io"}}))
+        .send()
+        .await;
+    assert!(r.is_err_and(|e| e.is_timeout()), "the client timed out");
+    drop(impatient);
+    assert_eq!(email().await.as_deref(), Some("a@x.io"), "not applied while it waits");
+    let mut seen = None;
+    while sent.elapsed() < std::time::Duration::from_secs(5) {
+        if email().await.as_deref() == Some("b@x.io") {
+            seen = Some(sent.elapsed());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    println!("the abandoned PATCH landed {seen:?} after it was sent (latency 800 ms, client gave up at 150 ms)");
+    let landed = seen.expect("the abandoned write lands");
+    assert!(landed >= std::time::Duration::from_millis(800), "after its latency, not before");
+    let stats: Value = s.http.get(format!("{}/__sim/stats", s.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["calls"]["PATCH /crm/v3/objects/contacts/{id} 200"], 1, "counted as HubSpot served it");
+}
+
+#[tokio::test]
 async fn repeated_properties_archived_reads_merged_ids_and_unserved_methods() {
     let s = sim().await;
     let id = s.create(json!({"email": "a@x.io", "firstname": "A", "lastname": "L"})).await;

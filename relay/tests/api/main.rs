@@ -13,6 +13,8 @@ mod helpers;
 mod hubspot_changes;
 mod identity;
 mod input;
+mod lease_release;
+mod late_writes;
 mod multi_relay;
 mod openapi;
 mod pg;
