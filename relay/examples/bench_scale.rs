@@ -8,6 +8,8 @@
 //!   them; each as a ratio to the ceiling;
 //! - 1,000 users HubSpot has never seen arriving at once, at the Free/Starter rate limit (100
 //!   calls per 10 s): the time until every page holds a confirmed ticket, and the HubSpot calls;
+//!   then with 5 pages each, on one SQLite relay and on two relays on one PostgreSQL (sharing the
+//!   limit, and at a hard split of 50 calls per 10 s each), with the ratios to one relay;
 //! - with `--million`: throughput on a fresh SQLite store against after 1M identity requests
 //!   (100k requests each, and each 100k of the million, to show a trend through the noise).
 //!
@@ -147,53 +149,163 @@ async fn million() {
     }
 }
 
-/// 1,000 new users at once against HubSpot's Free/Starter limit (100 calls per 10 s, simulator
-/// and relay alike): each page asks until its ticket is confirmed, waiting out a 503's
-/// `Retry-After` (or 1 s after another answer), as the module does.
-async fn burst() {
-    let s = sim("100").await;
-    let db = temp("db").display().to_string();
-    let (url, r) = relay(&s.url, &db, "100").await;
+/// A sign-up burst's outcome.
+struct Burst {
+    confirmed: usize,
+    secs: f64,
+    calls: u64,
+    creates: u64,
+    not_found: u64,
+    throttled: u64,
+    unavailable: usize,
+    duplicated: usize,
+    /// Calls by method, route and status (printed with `BENCH_DETAIL=1`).
+    detail: Vec<(String, u64)>,
+}
+
+/// Gives up on a burst after this long (and says how many users were confirmed by then).
+const BURST_CAP: Duration = Duration::from_secs(150);
+
+/// `users` new users at once, each with `pages` pages asking at the same moment, page `j` of user
+/// `i` on `urls[(i * pages + j) % urls.len()]`: each page asks until its ticket is confirmed,
+/// waiting out a 503's `Retry-After` (or 1 s after another answer), as the module does. Counted
+/// from the simulator's `/__sim/stats`: every HubSpot call, those creating contacts, single reads
+/// answering 404 and 429s.
+async fn burst_on(sim_url: &str, urls: &[String], users: usize, pages: usize) -> Burst {
     let http = reqwest::Client::new();
-    let stats = || async { http.get(format!("{}/__sim/stats", s.url)).send().await.unwrap().json::<Value>().await.unwrap() };
-    let creates = |v: &Value| -> u64 {
-        v["calls"].as_object().unwrap().iter().filter(|(k, _)| k.starts_with("POST /crm/v3/objects/contacts ") || k.starts_with("POST /crm/v3/objects/contacts/batch/upsert ")).map(|(_, n)| n.as_u64().unwrap_or(0)).sum()
+    let stats = || async { http.get(format!("{sim_url}/__sim/stats")).send().await.unwrap().json::<Value>().await.unwrap() };
+    let count = |v: &Value, f: &dyn Fn(&str) -> bool| -> u64 {
+        v["calls"].as_object().unwrap().iter().filter(|(k, _)| f(k)).map(|(_, n)| n.as_u64().unwrap_or(0)).sum()
     };
-    let before = (r.metrics.hubspot_total(), creates(&stats().await));
+    let creates = |k: &str| k.starts_with("POST /crm/v3/objects/contacts ") || k.starts_with("POST /crm/v3/objects/contacts/batch/upsert ");
+    let not_found = |k: &str| k.starts_with("GET /crm/v3/objects/contacts/{id} ") && k.ends_with(" 404");
+    let throttled = |k: &str| k.ends_with(" 429");
+    let all = |_: &str| true;
+    let before = stats().await;
     let unavailable = Arc::new(AtomicUsize::new(0));
+    let others = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<String, usize>::new()));
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for i in 0..1000 {
-        let (http, url, unavailable) = (http.clone(), format!("{url}/v1/identity"), unavailable.clone());
+    for i in 0..users {
         let body = json!({ "assertion": mint(&format!("n{i}"), &format!("n{i}@bench.test")) });
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let res = http.post(&url).json(&body).send().await.unwrap();
-                let status = res.status();
-                let wait = res.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
-                let v: Value = res.json().await.unwrap();
-                if status == 200 && v["state"] == "confirmed" {
-                    return;
+        for j in 0..pages {
+            let url = format!("{}/v1/identity", urls[(i * pages + j) % urls.len()]);
+            let (http, body, unavailable, others) = (http.clone(), body.clone(), unavailable.clone(), others.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let res = http.post(&url).json(&body).send().await.unwrap();
+                    let status = res.status();
+                    let wait = res.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
+                    let v: Value = res.json().await.unwrap();
+                    if status == 200 && v["state"] == "confirmed" {
+                        return (i, start.elapsed());
+                    }
+                    if status == 503 {
+                        unavailable.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        *others.lock().unwrap().entry(format!("{status} {}", v["state"].as_str().unwrap_or("?"))).or_default() += 1;
+                    }
+                    tokio::time::sleep(Duration::from_secs(wait)).await;
                 }
-                if status == 503 {
-                    unavailable.fetch_add(1, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_secs(wait)).await;
-            }
-        }));
+            }));
+        }
     }
-    for t in tasks {
-        t.await.unwrap();
+    // Each user is confirmed once all of its pages are.
+    let mut done: Vec<usize> = vec![0; users];
+    let mut last = Duration::ZERO;
+    let cap = tokio::time::Instant::now() + BURST_CAP;
+    for t in &mut tasks {
+        if let Ok(Ok((i, at))) = tokio::time::timeout_at(cap, t).await {
+            done[i] += 1;
+            last = last.max(at);
+        }
     }
-    let secs = start.elapsed().as_secs_f64();
-    let calls = r.metrics.hubspot_total() - before.0;
-    let create_calls = creates(&stats().await) - before.1;
+    // Pages still asking at the cap stop asking.
+    for t in &tasks {
+        t.abort();
+    }
+    let confirmed = done.iter().filter(|n| **n == pages).count();
+    let secs = if confirmed == users { last.as_secs_f64() } else { start.elapsed().as_secs_f64() };
+    let after = stats().await;
+    let contacts: Value = http.get(format!("{sim_url}/__sim/contacts")).send().await.unwrap().json().await.unwrap();
+    let mut per_user = std::collections::HashMap::<String, usize>::new();
+    for c in contacts["contacts"].as_array().into_iter().flatten() {
+        *per_user.entry(c["properties"]["hsq_user_id"].as_str().unwrap_or("").to_string()).or_default() += 1;
+    }
+    let answered = others.lock().unwrap().clone();
+    let delta = |f: &dyn Fn(&str) -> bool| count(&after, f) - count(&before, f);
+    Burst {
+        confirmed,
+        secs,
+        calls: delta(&all),
+        creates: delta(&creates),
+        not_found: delta(&not_found),
+        throttled: delta(&throttled),
+        unavailable: unavailable.load(Ordering::Relaxed),
+        duplicated: per_user.values().filter(|n| **n > 1).count(),
+        detail: after["calls"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0) - before["calls"][k].as_u64().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .chain(answered.into_iter().map(|(k, n)| (format!("answered {k}"), n as u64)))
+            .collect(),
+    }
+}
+
+fn burst_row(what: &str, b: &Burst, users: usize, base: Option<&Burst>) {
+    let until = if b.confirmed == users { format!("{:.1} s until every ticket is confirmed", b.secs) } else { format!("{} of {users} users confirmed after {:.1} s", b.confirmed, b.secs) };
+    let ratio = base.map(|o| format!("; {:.2}x the time and {:.2}x the calls of one relay", b.secs / o.secs, b.calls as f64 / o.calls as f64)).unwrap_or_default();
     println!(
-        "| 1,000 new users at once, HubSpot at 100 calls per 10 s (Free/Starter) | {secs:.1} s until every ticket is confirmed; {calls} HubSpot calls, {create_calls} of them creating contacts; {} answers 503 |",
-        unavailable.load(Ordering::Relaxed)
+        "| {what} | {until}; {} HubSpot calls ({} creating contacts, {} single reads answering 404, {} answered 429); {} answers 503; {} users with two contacts{ratio} |",
+        b.calls, b.creates, b.not_found, b.throttled, b.unavailable, b.duplicated
     );
+    if std::env::var_os("BENCH_DETAIL").is_some() {
+        eprintln!("{what}: {:?}", b.detail);
+    }
+}
+
+/// 1,000 new users at once against HubSpot's Free/Starter limit (100 calls per 10 s, simulator
+/// and relays alike): one page each on one SQLite relay; then five pages each (5,000 requests at
+/// once) on one SQLite relay, and on two relays on one PostgreSQL, each counting 100 calls per
+/// 10 s (sharing the account's limit through HubSpot's headers) or 50 (the README's hard split),
+/// with the pages spread over both.
+async fn burst() {
+    let users = 1000;
+    // BURST_ROWS=1,3 runs only those rows (1: one page each; 2: one relay; 3 and 4: two relays).
+    let rows = std::env::var("BURST_ROWS").unwrap_or_else(|_| "1,2,3,4".into());
+    let row_on = |n: &str| rows.split(',').any(|r| r.trim() == n);
+    if row_on("1") {
+        let s = sim("100").await;
+        let db = temp("db").display().to_string();
+        let (url, _r) = relay(&s.url, &db, "100").await;
+        let b = burst_on(&s.url, &[url], users, 1).await;
+        burst_row("1,000 new users at once, HubSpot at 100 calls per 10 s (Free/Starter)", &b, users, None);
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{db}{ext}"));
+        }
+    }
+
+    let s = sim("100").await;
+    let db = temp("db").display().to_string();
+    let (url, _r) = relay(&s.url, &db, "100").await;
+    let one = burst_on(&s.url, &[url], users, 5).await;
+    burst_row("1,000 new users at once, 5 pages each, HubSpot at 100 calls per 10 s: one relay on SQLite", &one, users, None);
     for ext in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{db}{ext}"));
+    }
+
+    for (row, rate, what) in [("3", "100", "each counting 100 calls per 10 s"), ("4", "50", "hard split, 50 calls per 10 s each")] {
+        if !row_on(row) {
+            continue;
+        }
+        let s = sim("100").await;
+        let db = pg::fresh_database();
+        let (a, _ra) = relay(&s.url, &db, rate).await;
+        let (b, _rb) = relay(&s.url, &db, rate).await;
+        let two = burst_on(&s.url, &[a, b], users, 5).await;
+        burst_row(&format!("the same on two relays on one PostgreSQL, {what}"), &two, users, Some(&one));
     }
 }
 
