@@ -6,7 +6,7 @@ use crate::config::ServeArgs;
 use crate::error::{ApiError, ApiResult};
 use crate::hubspot::{Contact, HubSpot, HubSpotError, Retry};
 use crate::metrics::Metrics;
-use crate::store::{Store, User, UserTx};
+use crate::store::{Misses, Store, User, UserTx};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -85,6 +85,20 @@ pub struct PropertyInfo {
 /// `properties` (the email comes from `email`, the link to the user from the relay).
 const IDENTITY_PROPERTIES: &[&str] =
     &["email", "hs_object_id", "hs_additional_emails", "hs_merged_object_ids", "hubspotutk", "hs_email_domain"];
+
+/// How long a note that HubSpot found no contact for a new user (by id, or by the app's email) is
+/// trusted by the next try (see `Relay::contact_for`): retries after a 503 come within seconds.
+const MISS_TRUST_MS: i64 = 60_000;
+
+/// The outcome of [`Relay::claim_resolution`].
+enum Claim {
+    /// This request resolves the contact; what HubSpot last answered for the user.
+    Mine(Misses),
+    /// Another relay resolved it and stored this contact.
+    Stored(Contact),
+    /// The store could not say: resolve without a claim.
+    Unclaimed,
+}
 
 /// How long the account's property list is trusted.
 const PROPERTIES_TTL: Duration = Duration::from_secs(300);
@@ -445,23 +459,117 @@ impl Relay {
 
     /// The user's contact: from the cache while it is fresh, else read by the unique id property;
     /// else the contact holding the app's email, linked unless another user has it; else created.
+    ///
+    /// A user whose contact the store does not know is resolved by one relay at a time: relays
+    /// sharing the database take a claim on it there ([`Store::claim_resolution`]), and a relay
+    /// that finds another's claim waits for the contact it stores rather than reading and creating
+    /// again (a burst of sign-ups on N relays costs what it costs on one). What HubSpot answered is
+    /// noted with the claim: a retry within [`MISS_TRUST_MS`] skips a read by id that found
+    /// nothing, and a read by email that found nothing for the same email. Skipping them is safe
+    /// while the store holds no contact for the user: a contact with the user's id can only have
+    /// been made since by a create of this user (which stores it at once, and ends the notes), and
+    /// the create that follows is by the unique id, which finds such a contact instead of making a
+    /// second one, and answers 409 for an email another contact took meanwhile (linked as below).
     async fn contact_for(&self, user: &User, claims: &Claims, desired: &str, now: i64, deadline: tokio::time::Instant) -> Result<Contact, HubSpotError> {
         let sub = &claims.sub;
-        let budget = Retry { attempts: 4, deadline: Some(deadline) };
-        let read_by = |prop: String, value: String| async move {
-            tokio::time::timeout_at(deadline, self.hubspot.read_by(&prop, &value))
-                .await
-                .unwrap_or_else(|_| Err(HubSpotError::Unreachable("HubSpot did not answer within the budget".into())))
-        };
         if let (Some(id), Some(at)) = (&user.contact_id, user.fetched_at) {
             if now - at < self.config.cache_secs as i64 * 1000 {
                 return Ok(Contact { id: id.clone(), email: user.hubspot_email.clone(), sub: Some(sub.clone()) });
             }
         }
+        if user.contact_id.is_some() {
+            return self.resolve(user, claims, desired, now, deadline, None, &mut Misses::default()).await;
+        }
+        let misses = match self.claim_resolution(sub, deadline).await? {
+            Claim::Stored(c) => return Ok(c),
+            Claim::Mine(m) => Some(m),
+            Claim::Unclaimed => None,
+        };
+        let claimed = misses.is_some();
+        let mut seen = Misses::default();
+        let r = self.resolve(user, claims, desired, now, deadline, misses, &mut seen).await;
+        if claimed {
+            // What HubSpot answered is noted only for a try that did not end with a contact (one
+            // write per new user in the usual case, where the claim's end deletes it).
+            let unresolved = r.is_err().then_some(&seen);
+            if let Err(e) = self.store.end_resolution(sub, &self.instance, unresolved, now_ms()).await {
+                tracing::warn!(%sub, error = %e, "could not end the claim on resolving the contact; it runs out by itself");
+            }
+        }
+        r
+    }
+
+    /// Takes the claim on resolving `sub`'s contact, or waits while another relay holds it: for
+    /// the contact it stores (answered as `Stored`), or for its claim to end without one (then
+    /// takes it). Past `deadline` the page is answered 503 with a short `Retry-After`, as when the
+    /// user's previous request on this relay still holds it. When the store cannot say, the
+    /// contact is resolved without a claim, as before claims existed (it costs calls, not contacts).
+    async fn claim_resolution(&self, sub: &str, deadline: tokio::time::Instant) -> Result<Claim, HubSpotError> {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now()) + LOCK_GRACE;
+        let until = now_ms() + left.as_millis() as i64;
+        let waiting_since = now_ms();
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match self.store.claim_resolution(sub, &self.instance, now_ms(), until).await {
+                Ok(Some(m)) => return Ok(Claim::Mine(m)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(%sub, error = %e, "cannot claim the contact's resolution; resolving without it");
+                    return Ok(Claim::Unclaimed);
+                }
+            }
+            // Another relay is resolving this user: wait for what it stores.
+            loop {
+                if tokio::time::Instant::now() + pause > deadline {
+                    return Err(HubSpotError::Busy(Duration::from_secs(1)));
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+                let stored = match self.store.user(sub).await {
+                    Ok(u) => u,
+                    Err(_) => return Ok(Claim::Unclaimed),
+                };
+                if let Some(u) = stored {
+                    let cache_ms = self.config.cache_secs as i64 * 1000;
+                    if let (Some(id), Some(at)) = (u.contact_id, u.fetched_at) {
+                        if at >= waiting_since || now_ms() - at < cache_ms {
+                            return Ok(Claim::Stored(Contact { id, email: u.hubspot_email, sub: Some(sub.to_string()) }));
+                        }
+                    }
+                }
+                match self.store.resolution_claimed(sub, now_ms()).await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(_) => return Ok(Claim::Unclaimed),
+                }
+            }
+        }
+    }
+
+    /// Reads (and if need be links or creates) the user's contact in HubSpot; `misses` is what the
+    /// claim noted, when this request holds one, and `seen` gets the reads that found nothing.
+    async fn resolve(
+        &self,
+        user: &User,
+        claims: &Claims,
+        desired: &str,
+        now: i64,
+        deadline: tokio::time::Instant,
+        misses: Option<Misses>,
+        seen: &mut Misses,
+    ) -> Result<Contact, HubSpotError> {
+        let sub = &claims.sub;
+        let budget = Retry { attempts: 4, deadline: Some(deadline) };
+        let read_by = |prop: String, value: String| async move { self.hubspot.read_by_until(&prop, &value, deadline).await };
+        let trusted = |at: i64| now - at < MISS_TRUST_MS;
         let idp = self.hubspot.id_property().to_string();
-        if let Some(c) = read_by(idp.clone(), sub.clone()).await? {
-            self.save(user, &c).await;
-            return Ok(c);
+        let id_missed = misses.as_ref().and_then(|m| m.id_at).is_some_and(trusted);
+        if !id_missed {
+            if let Some(c) = read_by(idp.clone(), sub.clone()).await? {
+                self.save(user, &c).await;
+                return Ok(c);
+            }
+            seen.id_at = Some(now_ms());
         }
         let mut names = Map::new();
         for (k, v) in [("firstname", &user.firstname), ("lastname", &user.lastname)] {
@@ -469,10 +577,22 @@ impl Relay {
                 names.insert(k.into(), json!(v));
             }
         }
-        let mut existing = read_by("email".into(), desired.to_string()).await?;
+        let email_missed = misses.as_ref().and_then(|m| m.email.as_ref()).is_some_and(|(e, at)| e == desired && trusted(*at));
+        let mut existing = None;
+        if !email_missed {
+            existing = read_by("email".into(), desired.to_string()).await?;
+            if existing.is_none() {
+                seen.email = Some((desired.to_string(), now_ms()));
+            }
+        }
         for _ in 0..2 {
             match existing.take() {
-                Some(e) if e.sub.as_deref().is_none_or(|s| s == sub) => {
+                Some(e) if e.sub.as_deref() == Some(sub.as_str()) => {
+                    // Already linked to this user (another relay made it since the read by id).
+                    self.save(user, &e).await;
+                    return Ok(e);
+                }
+                Some(e) if e.sub.is_none() => {
                     let linked = self.hubspot.update(&e.id, json!({ idp.clone(): sub }), budget).await?;
                     self.save(user, &linked).await;
                     return Ok(linked);

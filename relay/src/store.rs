@@ -19,6 +19,9 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod resolutions;
+pub use resolutions::Misses;
+
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -185,6 +188,8 @@ pub const JOB_KEEP_MS: i64 = 7 * 86_400_000;
 /// Processed webhook events are kept this long, so a delivery HubSpot retries (for up to a day)
 /// is still recognised as a duplicate; dropped links as long, for a late privacy deletion.
 pub const WEBHOOK_KEEP_MS: i64 = 3 * 86_400_000;
+/// A new user's resolution notes are kept this long after its last claim ended without a contact.
+pub const RESOLUTION_KEEP_MS: i64 = 3_600_000;
 
 /// How long pruned rows are kept.
 #[derive(Debug, Clone, Copy)]
@@ -214,6 +219,8 @@ pub struct Pruned {
     pub chat_tokens: u64,
     /// Processed webhook events and dropped links.
     pub webhook_events: u64,
+    /// Resolution notes of users who got no contact, an hour after the last try.
+    pub resolutions: u64,
 }
 
 /// Where the relay keeps what must survive a restart.
@@ -294,6 +301,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// later event about it (a privacy deletion after the deletion) still finds the user.
     async fn note_dropped_link(&self, contact_id: &str, sub: &str, at: i64) -> StoreResult<()>;
     async fn dropped_link(&self, contact_id: &str) -> StoreResult<Option<String>>;
+
+    // A new user's contact resolution across relays (store/resolutions.rs, relay.rs `contact_for`).
+    /// Claims the resolution of `sub`'s contact for `owner` until `until` (ms), unless another
+    /// relay's claim is live at `now`: what HubSpot last answered for the user, or None when
+    /// another relay holds the claim.
+    async fn claim_resolution(&self, sub: &str, owner: &str, now: i64, until: i64) -> StoreResult<Option<Misses>>;
+    /// Whether a claim on resolving `sub`'s contact is live at `now`.
+    async fn resolution_claimed(&self, sub: &str, now: i64) -> StoreResult<bool>;
+    /// Ends `owner`'s claim at `now`. `unresolved`: no contact was stored, and HubSpot answered
+    /// these misses (the parts that are Some are noted); None: the contact is stored, and the
+    /// user's notes go with the claim.
+    async fn end_resolution(&self, sub: &str, owner: &str, unresolved: Option<&Misses>, now: i64) -> StoreResult<()>;
 }
 
 /// Opens the store `HSQ_DB` names and applies the migrations.
@@ -1369,7 +1388,7 @@ impl Store for SqlStore {
         // Batches of at most 5,000 rows, each its own short statement on a connection taken for
         // it, so a large backlog never holds the writer (or row locks) for long; each range is
         // read from an index.
-        const BATCHES: [&str; 6] = [
+        const BATCHES: [&str; 7] = [
             "DELETE FROM leases WHERE id IN (SELECT id FROM leases WHERE released = 1 UNION ALL
              SELECT id FROM leases WHERE released = 0 AND expires_at < $1 LIMIT 5000)",
             "DELETE FROM utk_bindings WHERE utk IN (SELECT utk FROM utk_bindings WHERE at < $1 LIMIT 5000)",
@@ -1377,9 +1396,10 @@ impl Store for SqlStore {
             "DELETE FROM chat_tokens WHERE email IN (SELECT email FROM chat_tokens WHERE exp < $1 LIMIT 5000)",
             "DELETE FROM webhook_events WHERE key IN (SELECT key FROM webhook_events WHERE received_at < $1 AND next_at IS NULL LIMIT 5000)",
             "DELETE FROM dropped_links WHERE contact_id IN (SELECT contact_id FROM dropped_links WHERE at < $1 LIMIT 5000)",
+            "DELETE FROM contact_resolutions WHERE sub IN (SELECT sub FROM contact_resolutions WHERE claimed_until < $1 LIMIT 5000)",
         ];
-        let cutoffs = [now - keep.leases_ms, now - keep.utk_ms, now - keep.jobs_ms, now, now - keep.webhooks_ms, now - keep.webhooks_ms];
-        let mut counts = [0u64; 6];
+        let cutoffs = [now - keep.leases_ms, now - keep.utk_ms, now - keep.jobs_ms, now, now - keep.webhooks_ms, now - keep.webhooks_ms, now - RESOLUTION_KEEP_MS];
+        let mut counts = [0u64; 7];
         for (i, sql) in BATCHES.iter().enumerate() {
             loop {
                 let n = self.write().await?.exec(sql, vec![cutoffs[i].into()]).await?;
@@ -1389,7 +1409,7 @@ impl Store for SqlStore {
                 }
             }
         }
-        Ok(Pruned { leases: counts[0], utk_bindings: counts[1], jobs: counts[2], chat_tokens: counts[3], webhook_events: counts[4] + counts[5] })
+        Ok(Pruned { leases: counts[0], utk_bindings: counts[1], jobs: counts[2], chat_tokens: counts[3], webhook_events: counts[4] + counts[5], resolutions: counts[6] })
     }
 
     async fn clear_claims(&self) -> StoreResult<u64> {
@@ -1506,6 +1526,18 @@ impl Store for SqlStore {
     async fn dropped_link(&self, contact_id: &str) -> StoreResult<Option<String>> {
         let rows = self.read().await?.query("SELECT sub FROM dropped_links WHERE contact_id = $1", vec![contact_id.into()]).await?;
         Ok(rows.first().and_then(|r| r[0].text()))
+    }
+
+    async fn claim_resolution(&self, sub: &str, owner: &str, now: i64, until: i64) -> StoreResult<Option<Misses>> {
+        self.claim_resolution_sql(sub, owner, now, until).await
+    }
+
+    async fn resolution_claimed(&self, sub: &str, now: i64) -> StoreResult<bool> {
+        self.resolution_claimed_sql(sub, now).await
+    }
+
+    async fn end_resolution(&self, sub: &str, owner: &str, unresolved: Option<&Misses>, now: i64) -> StoreResult<()> {
+        self.end_resolution_sql(sub, owner, unresolved, now).await
     }
 
     async fn begin_user(&self, sub: &str) -> StoreResult<UserTx> {
