@@ -2,6 +2,7 @@
 //! `HSQ_TEST_DB=postgres`; `multi_relay` always runs on PostgreSQL). One test binary.
 
 mod batch_create;
+mod burst;
 mod connections;
 mod crash;
 mod db_outage;
