@@ -90,6 +90,14 @@ const IDENTITY_PROPERTIES: &[&str] =
 /// trusted by the next try (see `Relay::contact_for`): retries after a 503 come within seconds.
 const MISS_TRUST_MS: i64 = 60_000;
 
+/// What a resolution knows of HubSpot's "no contact" answers: those the claim noted (when this
+/// request holds one), and those this try saw.
+#[derive(Default)]
+struct Notes {
+    noted: Option<Misses>,
+    seen: Misses,
+}
+
 /// The outcome of [`Relay::claim_resolution`].
 enum Claim {
     /// This request resolves the contact; what HubSpot last answered for the user.
@@ -478,7 +486,7 @@ impl Relay {
             }
         }
         if user.contact_id.is_some() {
-            return self.resolve(user, claims, desired, now, deadline, None, &mut Misses::default()).await;
+            return self.resolve(user, claims, desired, now, deadline, &mut Notes::default()).await;
         }
         let misses = match self.claim_resolution(sub, deadline).await? {
             Claim::Stored(c) => return Ok(c),
@@ -486,12 +494,12 @@ impl Relay {
             Claim::Unclaimed => None,
         };
         let claimed = misses.is_some();
-        let mut seen = Misses::default();
-        let r = self.resolve(user, claims, desired, now, deadline, misses, &mut seen).await;
+        let mut notes = Notes { noted: misses, seen: Misses::default() };
+        let r = self.resolve(user, claims, desired, now, deadline, &mut notes).await;
         if claimed {
             // What HubSpot answered is noted only for a try that did not end with a contact (one
             // write per new user in the usual case, where the claim's end deletes it).
-            let unresolved = r.is_err().then_some(&seen);
+            let unresolved = r.is_err().then_some(&notes.seen);
             if let Err(e) = self.store.end_resolution(sub, &self.instance, unresolved, now_ms()).await {
                 tracing::warn!(%sub, error = %e, "could not end the claim on resolving the contact; it runs out by itself");
             }
@@ -546,18 +554,10 @@ impl Relay {
         }
     }
 
-    /// Reads (and if need be links or creates) the user's contact in HubSpot; `misses` is what the
-    /// claim noted, when this request holds one, and `seen` gets the reads that found nothing.
-    async fn resolve(
-        &self,
-        user: &User,
-        claims: &Claims,
-        desired: &str,
-        now: i64,
-        deadline: tokio::time::Instant,
-        misses: Option<Misses>,
-        seen: &mut Misses,
-    ) -> Result<Contact, HubSpotError> {
+    /// Reads (and if need be links or creates) the user's contact in HubSpot, skipping the reads
+    /// `notes` says found nothing lately; the reads that find nothing go into `notes.seen`.
+    async fn resolve(&self, user: &User, claims: &Claims, desired: &str, now: i64, deadline: tokio::time::Instant, notes: &mut Notes) -> Result<Contact, HubSpotError> {
+        let (misses, seen) = (notes.noted.take(), &mut notes.seen);
         let sub = &claims.sub;
         let budget = Retry { attempts: 4, deadline: Some(deadline) };
         let read_by = |prop: String, value: String| async move { self.hubspot.read_by_until(&prop, &value, deadline).await };
