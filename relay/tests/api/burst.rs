@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// HubSpot's limit in this test (calls per 10 s), the simulator's and each relay's alike: low
 /// enough that the burst presses it.
-const LIMIT: &str = "40";
+const LIMIT: &str = "60";
 const USERS: usize = 400;
 const PAGES: usize = 2;
 
@@ -110,8 +110,8 @@ async fn a_signup_burst_on_two_relays_sharing_one_database_costs_about_what_it_c
 
     // Assert: two relays make no more than twice the calls of one, and the whole burst fits in one
     // rate-limit window, so no page waits for it to roll (each relay resolving every user itself,
-    // in batches cut by time, made three to four times the calls the window holds, and the 503s
-    // their pages got brought retries that read again).
+    // in batches cut by 3 ms windows, made 160 to 215 calls here, and 532 to 662 answers 503 whose
+    // retries read again; one relay alone made 117 to 127).
     println!("one relay: {} calls, {} answers 503; two relays: {} calls, {} answers 503", alone.calls, alone.unavailable, shared.calls, shared.unavailable);
     assert!(shared.calls <= alone.calls * 2, "two relays made {} HubSpot calls where one made {}", shared.calls, alone.calls);
     let limit: u64 = LIMIT.parse().unwrap();
