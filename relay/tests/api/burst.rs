@@ -119,3 +119,30 @@ async fn a_signup_burst_on_two_relays_sharing_one_database_costs_about_what_it_c
     remove_db(&db_one);
     remove_db(&db_two);
 }
+
+#[tokio::test]
+async fn a_claim_on_a_new_users_resolution_holds_other_relays_off_until_it_ends_and_keeps_what_hubspot_answered() {
+    use hsq_relay::store::Misses;
+    let db = temp_db();
+    let s = hsq_relay::store::open(&db, 2).await.unwrap();
+    let now = 1_800_000_000_000i64;
+
+    // Relay A claims; relay B is held off while A's claim lives, A itself may take it again.
+    assert_eq!(s.claim_resolution("u", "r_a", now, now + 3000).await.unwrap(), Some(Misses::default()));
+    assert_eq!(s.claim_resolution("u", "r_b", now + 10, now + 3010).await.unwrap(), None, "A's claim is live");
+    assert!(s.resolution_claimed("u", now + 10).await.unwrap());
+    assert!(s.claim_resolution("u", "r_a", now + 20, now + 3020).await.unwrap().is_some(), "A's own claim");
+
+    // A ends without a contact, noting what HubSpot answered: B takes the claim and gets the notes.
+    let seen = Misses { id_at: Some(now + 100), email: Some(("u@x.io".into(), now + 200)) };
+    s.end_resolution("u", "r_a", Some(&seen), now + 300).await.unwrap();
+    assert!(!s.resolution_claimed("u", now + 300).await.unwrap());
+    assert_eq!(s.claim_resolution("u", "r_b", now + 400, now + 3400).await.unwrap(), Some(seen.clone()));
+
+    // A claim whose relay died runs out; a resolution that stored the contact drops the notes.
+    assert_eq!(s.claim_resolution("u", "r_c", now + 3400, now + 6400).await.unwrap(), Some(seen), "B's claim ran out");
+    s.end_resolution("u", "r_c", None, now + 3500).await.unwrap();
+    assert_eq!(s.claim_resolution("u", "r_b", now + 3600, now + 6600).await.unwrap(), Some(Misses::default()));
+    drop(s);
+    remove_db(&db);
+}
