@@ -160,6 +160,11 @@ pub struct ServeArgs {
     /// lease and were not read for as long (batch reads of 100, at most 10 per round). 0: off.
     #[arg(long = "reconcile-secs", env = "HSQ_RECONCILE_SECS", default_value_t = 60)]
     pub reconcile_secs: u64,
+    /// Merge into a user's contact the contacts HubSpot's tracking code made with an email the
+    /// relay had leased to that user's pages, carrying no id property (repair.rs). `false`: such
+    /// contacts are left alone.
+    #[arg(long = "repair-duplicates", env = "HSQ_REPAIR_DUPLICATES", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub repair_duplicates: bool,
     /// Every request is answered within this many milliseconds, or with 503 `timeout`.
     #[arg(long = "request-timeout-ms", env = "HSQ_REQUEST_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
     pub request_timeout_ms: u64,

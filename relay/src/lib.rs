@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod outbox;
 pub mod relay;
+pub mod repair;
 pub mod routes;
 pub mod store;
 pub mod sync;

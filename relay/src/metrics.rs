@@ -13,6 +13,8 @@ pub struct Metrics {
     /// HubSpot-side changes: webhook events received / new, leases ended, changes applied.
     changes: Mutex<BTreeMap<&'static str, u64>>,
     alarms: Mutex<BTreeMap<&'static str, u64>>,
+    /// The tracker's duplicates: merged, refused (not provably the tracker's), failed, found off.
+    repairs: Mutex<BTreeMap<&'static str, u64>>,
     /// New users whose contact is waiting for a create call or in one.
     creating: AtomicI64,
 }
@@ -77,6 +79,18 @@ impl Metrics {
         self.change("reconcile_reads", n);
     }
 
+    /// A contact checked as a possible duplicate (repair.rs), by outcome: `merged`, `refused`
+    /// (made with a leased email, but not provably by the tracker), `failed` (HubSpot refused
+    /// the merge; tried again), `off` (found with `HSQ_REPAIR_DUPLICATES=false`).
+    pub fn repair(&self, outcome: &'static str) {
+        *self.repairs.lock().unwrap_or_else(|e| e.into_inner()).entry(outcome).or_default() += 1;
+    }
+
+    /// Repairs so far by outcome (tests, the bench).
+    pub fn repair_count(&self, outcome: &str) -> u64 {
+        self.repairs.lock().unwrap_or_else(|e| e.into_inner()).get(outcome).copied().unwrap_or(0)
+    }
+
     /// A HubSpot-side change counter by name (tests, the bench).
     pub fn change_count(&self, key: &str) -> u64 {
         self.changes.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied().unwrap_or(0)
@@ -116,6 +130,12 @@ impl Metrics {
             let _ = writeln!(out, "hsq_alarms_total{{alarm=\"{name}\"}} {}", alarms.get(name).copied().unwrap_or(0));
         }
         drop(alarms);
+        let _ = writeln!(out, "# HELP hsq_duplicate_repairs_total Contacts the tracker made with an email leased to a user: merged into the user's contact, refused (not provably the tracker's), failed merges, or left (repair off).\n# TYPE hsq_duplicate_repairs_total counter");
+        let repairs = self.repairs.lock().unwrap_or_else(|e| e.into_inner());
+        for outcome in ["merged", "refused", "failed", "off"] {
+            let _ = writeln!(out, "hsq_duplicate_repairs_total{{outcome=\"{outcome}\"}} {}", repairs.get(outcome).copied().unwrap_or(0));
+        }
+        drop(repairs);
         let _ = writeln!(out, "# HELP hsq_outbox_depth Email changes waiting to be applied.\n# TYPE hsq_outbox_depth gauge\nhsq_outbox_depth {outbox_depth}");
         let _ = writeln!(
             out,

@@ -308,7 +308,7 @@ impl Relay {
                 Some(l) if renewed => l.to_string(),
                 _ => {
                     let id = random_id("l_");
-                    tx.issue_lease(&id, &desired, until).await?;
+                    tx.issue_lease_at(&id, &desired, now, until).await?;
                     id
                 }
             };

@@ -292,6 +292,9 @@ pub struct UserView {
     last_error: Option<String>,
     /// HubSpot deleted the user's contact for privacy: no contact is made again until the app PUTs the user.
     erased: bool,
+    /// Contacts the tracker made with an email leased to this user, and what the relay did with
+    /// each (merged into the user's contact, refused, left with repair off), newest first.
+    repairs: Vec<crate::store::Repair>,
 }
 
 /// `GET /healthz`.
@@ -381,6 +384,7 @@ pub async fn get_user(State(s): State<AppState>, sub: Result<Path<String>, PathR
         last_job: job,
         last_error: user.last_error,
         erased: s.relay.store.erased(&sub).await?,
+        repairs: s.relay.store.repairs(&sub).await?,
     }))
 }
 

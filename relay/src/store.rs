@@ -168,6 +168,57 @@ pub struct WarmView {
     pub utk: Option<(String, i64)>,
 }
 
+/// A duplicate contact found for a user and what became of it (repair.rs; `GET /v1/users/{sub}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Repair {
+    /// The contact the tracker made with the user's leased email.
+    pub duplicate_id: String,
+    pub email: String,
+    /// The lease the email was held under when the contact was made.
+    pub lease_id: Option<String>,
+    /// The user's contact it was merged into (it stays primary).
+    pub primary_id: Option<String>,
+    /// `merging`, `merged`, `refused` (not provably the tracker's: `lastError` says why), `off`
+    /// (left alone: `HSQ_REPAIR_DUPLICATES=false`) or `gone` (HubSpot no longer had it).
+    pub state: String,
+    /// The record HubSpot's merge answered (may be a new id).
+    pub survivor_id: Option<String>,
+    pub found_at: i64,
+    pub updated_at: i64,
+    /// Why it was refused, or why the last merge failed.
+    pub last_error: Option<String>,
+}
+
+/// What [`UserTx::claim_repair`] records.
+#[derive(Debug, Clone, Copy)]
+pub struct RepairClaim<'a> {
+    pub duplicate: &'a str,
+    pub email: &'a str,
+    pub lease_id: Option<&'a str>,
+    pub primary: &'a str,
+    pub owner: &'a str,
+}
+
+const REPAIR_ONE: &str =
+    "SELECT duplicate_id, email, lease_id, primary_id, state, survivor_id, found_at, updated_at, last_error FROM repairs WHERE duplicate_id = $1";
+const REPAIRS_OF_USER: &str = "SELECT duplicate_id, email, lease_id, primary_id, state, survivor_id, found_at, updated_at, last_error
+    FROM repairs WHERE sub = $1 ORDER BY found_at DESC LIMIT 20";
+
+fn repair_from(r: &Row) -> Repair {
+    Repair {
+        duplicate_id: r[0].text().unwrap_or_default(),
+        email: r[1].text().unwrap_or_default(),
+        lease_id: r[2].text(),
+        primary_id: r[3].text(),
+        state: r[4].text().unwrap_or_default(),
+        survivor_id: r[5].text(),
+        found_at: r[6].int().unwrap_or(0),
+        updated_at: r[7].int().unwrap_or(0),
+        last_error: r[8].text(),
+    }
+}
+
 /// Progress of one CSV sync, so an interrupted run resumes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyncProgress {
@@ -178,7 +229,9 @@ pub struct SyncProgress {
     pub invalid: i64,
 }
 
-/// Leases released, or expired this long ago, are deleted by [`Store::prune`].
+/// Leases that ended (expired, or released, counted from the end they had) this long ago are
+/// deleted by [`Store::prune`]. Until then they are the history [`Store::lessees`] reads: who held
+/// an email when the tracker made a contact with it (repair.rs).
 pub const LEASE_KEEP_MS: i64 = 3_600_000;
 /// A utk binding not seen for this long (HubSpot's cookie lives 13 months) is deleted.
 pub const UTK_KEEP_MS: i64 = 400 * 86_400_000;
@@ -313,6 +366,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// these misses (the parts that are Some are noted); None: the contact is stored, and the
     /// user's notes go with the claim.
     async fn end_resolution(&self, sub: &str, owner: &str, unresolved: Option<&Misses>, now: i64) -> StoreResult<()>;
+    /// The users who held a lease on `email` at `at` (within `margin` ms of the lease's span,
+    /// released or not: a page keeps sending its email until it learns the lease ended), with
+    /// the lease that ended last. Leases are kept [`LEASE_KEEP_MS`] after they end.
+    async fn lessees(&self, email: &str, at: i64, margin: i64) -> StoreResult<Vec<(String, String)>>;
+    /// (sub, email) of the leases live at or after `since`, released or not: the emails a page
+    /// may have sent lately, with which the tracker may have made a duplicate (reconciliation
+    /// looks each up by email: the relay may not know yet that HubSpot's copy changed).
+    async fn repair_suspects(&self, since: i64, limit: i64) -> StoreResult<Vec<(String, String)>>;
+    /// The user's latest repairs (repair.rs), newest first.
+    async fn repairs(&self, sub: &str) -> StoreResult<Vec<Repair>>;
+    /// The repair of the contact `duplicate`, if one was recorded.
+    async fn repair_of(&self, duplicate: &str) -> StoreResult<Option<Repair>>;
 }
 
 /// Opens the store `HSQ_DB` names and applies the migrations.
@@ -921,9 +986,12 @@ mod q {
         Ok(one_int(&rows))
     }
 
-    pub async fn issue_lease(c: &mut dyn Conn, id: &str, sub: &str, email: &str, expires: i64) -> StoreResult<()> {
-        c.exec("INSERT INTO leases (id, sub, email, expires_at) VALUES ($1, $2, $3, $4)", vec![id.into(), sub.into(), email.into(), expires.into()])
-            .await?;
+    pub async fn issue_lease(c: &mut dyn Conn, id: &str, sub: &str, email: &str, issued: i64, expires: i64) -> StoreResult<()> {
+        c.exec(
+            "INSERT INTO leases (id, sub, email, expires_at, issued_at) VALUES ($1, $2, $3, $4, $5)",
+            vec![id.into(), sub.into(), email.into(), expires.into(), issued.into()],
+        )
+        .await?;
         Ok(())
     }
 
@@ -1133,8 +1201,13 @@ impl UserTx {
     pub async fn live_lease_until(&mut self, except: &str, now: i64) -> StoreResult<Option<i64>> {
         q::live_lease_until(&mut *self.conn, &self.sub, except, now).await
     }
+    /// A lease whose start is unknown (counted from 0 by [`Store::lessees`]).
     pub async fn issue_lease(&mut self, id: &str, email: &str, expires: i64) -> StoreResult<()> {
-        q::issue_lease(&mut *self.conn, id, &self.sub, email, expires).await
+        q::issue_lease(&mut *self.conn, id, &self.sub, email, 0, expires).await
+    }
+    /// A lease held from `issued` until `expires`.
+    pub async fn issue_lease_at(&mut self, id: &str, email: &str, issued: i64, expires: i64) -> StoreResult<()> {
+        q::issue_lease(&mut *self.conn, id, &self.sub, email, issued, expires).await
     }
     /// Extends a live, unreleased lease of the user on `email`; false when there is none.
     pub async fn renew_lease(&mut self, id: &str, email: &str, now: i64, expires: i64) -> StoreResult<bool> {
@@ -1188,6 +1261,48 @@ impl UserTx {
     }
     pub async fn note_dropped_link(&mut self, contact_id: &str, at: i64) -> StoreResult<()> {
         q::note_dropped_link(&mut *self.conn, contact_id, &self.sub, at).await
+    }
+    /// The repair of `duplicate` (repair.rs), if one was recorded.
+    pub async fn repair(&mut self, duplicate: &str) -> StoreResult<Option<Repair>> {
+        let rows = self.conn.query(REPAIR_ONE, vec![duplicate.into()]).await?;
+        Ok(rows.first().map(repair_from))
+    }
+    /// Claims the repair of `duplicate` for `owner` until `until`: recorded if new, taken over if
+    /// its last claim ran out and it is not finished. False: merged already, or another relay holds it.
+    pub async fn claim_repair(&mut self, r: &RepairClaim<'_>, now: i64, until: i64) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .exec(
+                "INSERT INTO repairs (duplicate_id, sub, email, lease_id, primary_id, state, claimed_until, claimed_by, found_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, 'merging', $6, $7, $8, $8)
+                 ON CONFLICT (duplicate_id) DO UPDATE SET claimed_until = excluded.claimed_until, claimed_by = excluded.claimed_by,
+                   primary_id = excluded.primary_id, updated_at = excluded.updated_at
+                 WHERE repairs.state = 'merging' AND repairs.claimed_until <= excluded.updated_at",
+                vec![
+                    r.duplicate.into(),
+                    self.sub.as_str().into(),
+                    r.email.into(),
+                    r.lease_id.into(),
+                    r.primary.into(),
+                    until.into(),
+                    r.owner.into(),
+                    now.into(),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+    /// Records how the repair of `duplicate` ended (`merged` into `survivor`, `gone`), or with
+    /// `state` `merging` and an error, lets another attempt take it at once.
+    pub async fn finish_repair(&mut self, duplicate: &str, state: &str, survivor: Option<&str>, error: Option<&str>, now: i64) -> StoreResult<()> {
+        self.conn
+            .exec(
+                "UPDATE repairs SET state = $2, survivor_id = $3, last_error = $4, claimed_until = 0, claimed_by = NULL, updated_at = $5
+                 WHERE duplicate_id = $1",
+                vec![duplicate.into(), state.into(), survivor.into(), error.into(), now.into()],
+            )
+            .await?;
+        Ok(())
     }
     pub async fn commit(mut self) -> StoreResult<()> {
         self.conn.exec("COMMIT", vec![]).await?;
@@ -1388,8 +1503,10 @@ impl Store for SqlStore {
         // Batches of at most 5,000 rows, each its own short statement on a connection taken for
         // it, so a large backlog never holds the writer (or row locks) for long; each range is
         // read from an index.
+        // A released lease is kept as long as an expired one, counted from the end it had: the
+        // page holding it may have sent its email until then (see `lessees`).
         const BATCHES: [&str; 7] = [
-            "DELETE FROM leases WHERE id IN (SELECT id FROM leases WHERE released = 1 UNION ALL
+            "DELETE FROM leases WHERE id IN (SELECT id FROM leases WHERE released = 1 AND expires_at < $1 UNION ALL
              SELECT id FROM leases WHERE released = 0 AND expires_at < $1 LIMIT 5000)",
             "DELETE FROM utk_bindings WHERE utk IN (SELECT utk FROM utk_bindings WHERE at < $1 LIMIT 5000)",
             "DELETE FROM outbox WHERE sub IN (SELECT sub FROM outbox WHERE state = 'done' AND updated_at < $1 LIMIT 5000)",
@@ -1538,6 +1655,46 @@ impl Store for SqlStore {
 
     async fn end_resolution(&self, sub: &str, owner: &str, unresolved: Option<&Misses>, now: i64) -> StoreResult<()> {
         self.end_resolution_sql(sub, owner, unresolved, now).await
+    }
+
+    async fn lessees(&self, email: &str, at: i64, margin: i64) -> StoreResult<Vec<(String, String)>> {
+        let rows = self
+            .read()
+            .await?
+            .query(
+                "SELECT sub, id FROM leases WHERE email = $1 AND expires_at >= $2 AND issued_at <= $3 ORDER BY expires_at DESC",
+                vec![email.into(), (at - margin).into(), (at + margin).into()],
+            )
+            .await?;
+        let mut out: Vec<(String, String)> = Vec::new();
+        for r in &rows {
+            if let (Some(sub), Some(id)) = (r[0].text(), r[1].text()) {
+                if !out.iter().any(|(s, _)| *s == sub) {
+                    out.push((sub, id));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn repair_suspects(&self, since: i64, limit: i64) -> StoreResult<Vec<(String, String)>> {
+        let rows = self
+            .read()
+            .await?
+            .query(
+                "SELECT DISTINCT sub, email FROM leases WHERE expires_at > $1 ORDER BY sub, email LIMIT $2",
+                vec![since.into(), limit.into()],
+            )
+            .await?;
+        Ok(rows.iter().filter_map(|r| Some((r[0].text()?, r[1].text()?))).collect())
+    }
+
+    async fn repairs(&self, sub: &str) -> StoreResult<Vec<Repair>> {
+        Ok(self.read().await?.query(REPAIRS_OF_USER, vec![sub.into()]).await?.iter().map(repair_from).collect())
+    }
+
+    async fn repair_of(&self, duplicate: &str) -> StoreResult<Option<Repair>> {
+        Ok(self.read().await?.query(REPAIR_ONE, vec![duplicate.into()]).await?.first().map(repair_from))
     }
 
     async fn begin_user(&self, sub: &str) -> StoreResult<UserTx> {
@@ -1796,9 +1953,10 @@ mod tests {
         let p = s.prune(5 * day, keep).await.unwrap();
         assert_eq!((p.leases, p.utk_bindings, p.jobs), (1, 1, 1));
         assert_eq!(s.release_lease("live", 4 * day).await.unwrap().as_deref(), Some("u"));
-        assert_eq!(s.prune(5 * day, keep).await.unwrap().leases, 1, "a released lease goes at once");
+        assert_eq!(s.prune(5 * day, keep).await.unwrap().leases, 0, "a released lease stays until a day after its end");
         assert_eq!(s.bind_utk("t-new", "v", 5 * day).await.unwrap().as_deref(), Some("u"), "a recent binding stays");
         assert_eq!(s.prune(5 * day, keep).await.unwrap(), Pruned::default());
+        assert_eq!(s.prune(11 * day + 1, keep).await.unwrap().leases, 1, "then the released lease goes");
     }
 
     #[tokio::test]

@@ -12,7 +12,9 @@
 //! - deletion: the link is dropped; the next identify resolves the user again;
 //! - restore: a user left without a contact is linked to the restored record again;
 //! - privacy deletion: the link is dropped and no contact is made for that user again until the
-//!   app states the user's email with `PUT /v1/users/{sub}`.
+//!   app states the user's email with `PUT /v1/users/{sub}`;
+//! - creation: a contact the tracker made with an email leased to a user is merged into that
+//!   user's contact (repair.rs); without webhooks, reconciliation finds it.
 
 use crate::error::{ApiError, ApiResult};
 use crate::hubspot::{Contact, HubSpotError, Retry};
@@ -224,7 +226,9 @@ async fn process(relay: &Relay, ev: &Value) -> Result<(), String> {
             ids.extend(text(&ev["newObjectId"]));
         }
         "contact.propertyChange" | "contact.deletion" | "contact.privacyDeletion" => {}
-        // A new contact is linked by the relay when it makes or finds it.
+        // A new contact is linked by the relay when it makes or finds it; one the tracker made
+        // with a leased email is a user's duplicate.
+        "contact.creation" => return crate::repair::check(relay, &object).await.map(|_| ()),
         _ => return Ok(()),
     }
     let err = |e: crate::store::StoreError| e.to_string();
@@ -416,17 +420,26 @@ async fn read_ids(relay: &Relay, ids: &[String]) -> Result<Vec<(String, Option<C
 
 /// Reconciliation without webhooks: every quarter of `HSQ_RECONCILE_SECS`, re-reads the contacts
 /// of users holding a live lease whose contact was not read for `HSQ_RECONCILE_SECS`, 100 per
-/// batch call and at most 10 calls per round, through the rate-limited client.
+/// batch call and at most 10 calls per round, through the rate-limited client. Every
+/// `HSQ_RECONCILE_SECS` it also looks for the tracker's duplicates ([`crate::repair::scan`]).
 pub async fn reconcile(relay: Arc<Relay>) {
     let secs = relay.config.reconcile_secs;
     if secs == 0 {
         return;
     }
     let tick = Duration::from_millis((secs * 250).max(250));
+    let mut scanned = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(tick).await;
         if let Err(e) = reconcile_round(&relay).await {
             tracing::warn!(error = %e, "reconcile: round stopped early");
+        }
+        if scanned.elapsed() >= Duration::from_secs(secs) {
+            scanned = tokio::time::Instant::now();
+            match crate::repair::scan(&relay).await {
+                Ok(n) => relay.metrics.hubspot_change_reads(n as u64),
+                Err(e) => tracing::warn!(error = %e, "reconcile: the scan for the tracker's duplicates stopped early"),
+            }
         }
     }
 }

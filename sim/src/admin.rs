@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/__sim/contacts", get(contacts))
+        .route("/__sim/contacts", get(contacts).post(make_contact))
         .route("/__sim/hits", get(hits))
         .route("/__sim/chat", get(chat))
         .route("/__sim/chat/event", get(crate::scripts::chat_event))
@@ -66,6 +66,22 @@ async fn contacts(State(sim): State<AppState>) -> Json<Value> {
     let list: Vec<Value> = w.contacts.keys().map(|id| contact_view(&w, *id)).collect();
     let anonymous = w.hits.iter().filter(|h| h.contact_id.is_none()).count();
     Json(json!({ "total": list.len(), "contacts": list, "anonymousHits": anonymous }))
+}
+
+/// `POST /__sim/contacts` `{properties, source}`: a contact made the way `source` makes one
+/// (`hs_object_source`: `FORM`, `IMPORT`, `CRM_UI`, `ANALYTICS`, ...), standing in for what the
+/// API cannot do: a form submission, an import, a salesperson in HubSpot's UI. 201 with its id.
+async fn make_contact(State(sim): State<AppState>, body: Bytes) -> HsResult<(StatusCode, Json<Value>)> {
+    let body: Value = serde_json::from_slice(&body).map_err(HsError::bad_json)?;
+    let name = body["source"].as_str().unwrap_or("");
+    let source = crate::world::Source::parse(name)
+        .ok_or_else(|| HsError::validation(format!("source {name:?} is not a record source the simulator knows (FORM, IMPORT, CRM_UI, ANALYTICS, ...)")))?;
+    let Some(props) = body["properties"].as_object() else { return Err(HsError::validation("properties must be an object")) };
+    let lag = sim.switches().search_lag_ms;
+    let mut w = sim.world();
+    let values = w.check_write(None, props)?;
+    let id = w.create_from(values, lag, source);
+    Ok((StatusCode::CREATED, Json(contact_view(&w, id))))
 }
 
 /// `GET /__sim/hits`: every hit the collector received, in order.

@@ -318,7 +318,7 @@ pub async fn batch(State(sim): State<AppState>, Path(op): Path<String>, body: By
                         props.insert(idp.clone(), Value::String(key.clone()));
                         w.check_write(None, &props).map(|values| {
                             let wanted: Vec<String> = values.keys().cloned().collect();
-                            (w.create(values, lag), true, wanted)
+                            (w.create_from(values, lag, crate::world::Source::BatchUpdate), true, wanted)
                         })
                     }
                     Err(e) => Err(e),
@@ -350,7 +350,7 @@ pub async fn batch(State(sim): State<AppState>, Path(op): Path<String>, body: By
             }
             for values in checked {
                 let wanted: Vec<String> = values.keys().cloned().collect();
-                let id = w.create(values, lag);
+                let id = w.create_from(values, lag, crate::world::Source::BatchUpdate);
                 let mut json = w.contact_json(id, &[], false);
                 merge_props(&mut json, &w.contact_json(id, &wanted, false));
                 results.push(json);

@@ -66,7 +66,7 @@ pub async fn create_or_update(State(sim): State<AppState>, Path(email): Path<Str
             let mut props = props;
             props.entry("email".to_string()).or_insert(Value::String(email));
             let values = w.check_write(None, &props).map_err(|e| v1_conflict(e, &w))?;
-            let id = w.create(values, sw.search_lag_ms);
+            let id = w.create_from(values, sw.search_lag_ms, crate::world::Source::Api);
             Ok(Json(json!({ "vid": id, "isNew": true })))
         }
     }

@@ -211,6 +211,58 @@ pub struct World {
     pub form_submissions: Vec<crate::forms::Submission>,
 }
 
+/// What made a contact: HubSpot's record source (`hs_object_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The tracking code (an identify with a new email).
+    Analytics,
+    /// The CRM API, one record (a private app).
+    Integration,
+    /// A batch API endpoint.
+    BatchUpdate,
+    /// The legacy contacts API.
+    Api,
+    /// The chat widget's identified visitor.
+    Conversations,
+    /// A form submission.
+    Form,
+    /// An import.
+    Import,
+    /// A user of the account, by hand.
+    CrmUi,
+}
+
+impl Source {
+    pub fn record_source(self) -> &'static str {
+        match self {
+            Source::Analytics => "ANALYTICS",
+            Source::Integration => "INTEGRATION",
+            Source::BatchUpdate => "BATCH_UPDATE",
+            Source::Api => "API",
+            Source::Conversations => "CONVERSATIONS",
+            Source::Form => "FORM",
+            Source::Import => "IMPORT",
+            Source::CrmUi => "CRM_UI",
+        }
+    }
+
+    /// The original source a new record gets: the sim knows no referrer or campaign, so what came
+    /// from a page is direct traffic.
+    pub fn original_source(self) -> &'static str {
+        match self {
+            Source::Analytics | Source::Form | Source::Conversations => "DIRECT_TRAFFIC",
+            _ => "OFFLINE",
+        }
+    }
+
+    /// The record sources `POST /__sim/contacts` accepts (what a test stands in for).
+    pub fn parse(s: &str) -> Option<Source> {
+        [Source::Analytics, Source::Integration, Source::BatchUpdate, Source::Api, Source::Conversations, Source::Form, Source::Import, Source::CrmUi]
+            .into_iter()
+            .find(|x| x.record_source() == s)
+    }
+}
+
 /// What a property write may do to the email.
 #[derive(Debug, Clone, Copy)]
 pub struct WriteRules {
@@ -268,6 +320,10 @@ impl World {
             // Read-only through v3 [unverified]: secondary emails are managed by the v1 endpoints.
             ("hs_additional_emails", "Additional email addresses", "textarea", true),
             ("hs_merged_object_ids", "Merged record IDs", "text", true),
+            // How the record was made (HubSpot sets it; it "cannot be manually edited"), and the
+            // original source, which a user may edit (see `create_from`).
+            ("hs_object_source", "Record source", "select", true),
+            ("hs_analytics_source", "Original Source", "select", false),
         ] {
             let kind = if field == "number" { "number" } else if field == "date" { "datetime" } else { "string" };
             let mut def = PropertyDef::new(name, label, kind, field, "contactinformation");
@@ -301,8 +357,9 @@ impl World {
     }
 
     fn emit_property(&mut self, id: u64, name: &str, value: &str) {
-        // Computed properties change on every write; HubSpot does not send them [guess].
-        if !matches!(name, "hs_object_id" | "createdate" | "lastmodifieddate") {
+        // Computed properties change on every write, and the sources are set with the record;
+        // HubSpot does not send them [guess].
+        if !matches!(name, "hs_object_id" | "createdate" | "lastmodifieddate" | "hs_object_source" | "hs_analytics_source") {
             self.emit("contact.propertyChange", id, json!({ "propertyName": name, "propertyValue": value }));
         }
     }
@@ -429,8 +486,18 @@ impl World {
         }
     }
 
-    /// Creates a contact after `check_write`. Returns its id.
+    /// Creates a contact after `check_write`, as the CRM API does for a private app
+    /// (`hs_object_source` `INTEGRATION`). Returns its id.
     pub fn create(&mut self, values: BTreeMap<String, String>, search_lag_ms: u64) -> u64 {
+        self.create_from(values, search_lag_ms, Source::Integration)
+    }
+
+    /// Creates a contact as `source` makes it: HubSpot's record source (`hs_object_source`) and
+    /// original source (`hs_analytics_source`: offline for imports, the API and contacts made by
+    /// hand; a web source for what came from a page) [guess: the internal values, see the README].
+    pub fn create_from(&mut self, mut values: BTreeMap<String, String>, search_lag_ms: u64, source: Source) -> u64 {
+        values.insert("hs_object_source".into(), source.record_source().into());
+        values.entry("hs_analytics_source".into()).or_insert_with(|| source.original_source().into());
         let id = self.next_id;
         self.next_id += 1;
         let now = now_ms();
@@ -716,7 +783,7 @@ impl World {
                 None => {
                     let mut values = BTreeMap::new();
                     values.insert("email".to_string(), email.clone());
-                    self.create(values, search_lag_ms)
+                    self.create_from(values, search_lag_ms, Source::Analytics)
                 }
             };
             // Other identify keys that are contact properties fill in values; identify cannot
@@ -784,7 +851,7 @@ impl World {
                         Some(tok) => {
                             let id = match self.by_email(&e, false) {
                                 Some(id) => id,
-                                None => self.create(BTreeMap::from([("email".to_string(), e.clone())]), lag),
+                                None => self.create_from(BTreeMap::from([("email".to_string(), e.clone())]), lag, Source::Conversations),
                             };
                             let mut names = BTreeMap::new();
                             for (k, v) in [("firstname", &tok.first_name), ("lastname", &tok.last_name)] {

@@ -20,5 +20,6 @@ mod multi_relay;
 mod openapi;
 mod pg;
 mod plans;
+mod repair;
 mod startup;
 mod sync;
