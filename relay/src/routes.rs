@@ -295,6 +295,9 @@ pub struct UserView {
     /// Contacts the tracker made with an email leased to this user, and what the relay did with
     /// each (merged into the user's contact, refused, left with repair off), newest first.
     repairs: Vec<crate::store::Repair>,
+    /// The user's leases kept by the relay (live, or ended within the hour), latest first: which
+    /// email each page was allowed to send, and when.
+    leases: Vec<crate::store::LeaseView>,
 }
 
 /// `GET /healthz`.
@@ -385,6 +388,7 @@ pub async fn get_user(State(s): State<AppState>, sub: Result<Path<String>, PathR
         last_error: user.last_error,
         erased: s.relay.store.erased(&sub).await?,
         repairs: s.relay.store.repairs(&sub).await?,
+        leases: s.relay.store.leases_of(&sub).await?,
     }))
 }
 

@@ -190,6 +190,20 @@ pub struct Repair {
     pub last_error: Option<String>,
 }
 
+/// One of a user's leases, as `GET /v1/users/{sub}` shows it (the history repair.rs reads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseView {
+    pub id: String,
+    pub email: String,
+    /// When it was issued (ms; 0 for leases from before the relay recorded it).
+    pub issued_at: i64,
+    /// When it ends or ended (ms).
+    pub expires_at: i64,
+    /// Ended early: released by its page, or ended by the relay (the email changed).
+    pub released: bool,
+}
+
 /// What [`UserTx::claim_repair`] records.
 #[derive(Debug, Clone, Copy)]
 pub struct RepairClaim<'a> {
@@ -378,6 +392,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn repairs(&self, sub: &str) -> StoreResult<Vec<Repair>>;
     /// The repair of the contact `duplicate`, if one was recorded.
     async fn repair_of(&self, duplicate: &str) -> StoreResult<Option<Repair>>;
+    /// The user's leases still kept (live, or ended within [`LEASE_KEEP_MS`]), latest first.
+    async fn leases_of(&self, sub: &str) -> StoreResult<Vec<LeaseView>>;
 }
 
 /// Opens the store `HSQ_DB` names and applies the migrations.
@@ -1691,6 +1707,27 @@ impl Store for SqlStore {
 
     async fn repairs(&self, sub: &str) -> StoreResult<Vec<Repair>> {
         Ok(self.read().await?.query(REPAIRS_OF_USER, vec![sub.into()]).await?.iter().map(repair_from).collect())
+    }
+
+    async fn leases_of(&self, sub: &str) -> StoreResult<Vec<LeaseView>> {
+        let rows = self
+            .read()
+            .await?
+            .query(
+                "SELECT id, email, issued_at, expires_at, released FROM leases WHERE sub = $1 ORDER BY expires_at DESC LIMIT 50",
+                vec![sub.into()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| LeaseView {
+                id: r[0].text().unwrap_or_default(),
+                email: r[1].text().unwrap_or_default(),
+                issued_at: r[2].int().unwrap_or(0),
+                expires_at: r[3].int().unwrap_or(0),
+                released: r[4].int().unwrap_or(0) != 0,
+            })
+            .collect())
     }
 
     async fn repair_of(&self, duplicate: &str) -> StoreResult<Option<Repair>> {

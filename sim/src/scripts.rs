@@ -83,6 +83,7 @@ fn record(sim: &AppState, kind: &str, q: BTreeMap<String, String>) -> Response {
         path,
         identity,
         contact_id: None,
+        created_contact: None,
         event_name: q.get("n").cloned(),
         event_properties,
         reset_visitor: q.get("rv").is_some_and(|v| v == "1"),

@@ -151,6 +151,9 @@ pub struct Hit {
     /// The identity the hit carried (`i`), or None when identify was never called on that page.
     pub identity: Option<BTreeMap<String, String>>,
     pub contact_id: Option<u64>,
+    /// The contact this hit made (an identify with an email no contact held), as it was made:
+    /// merges move `contact_id`, never this.
+    pub created_contact: Option<u64>,
     pub event_name: Option<String>,
     pub event_properties: BTreeMap<String, String>,
     pub reset_visitor: bool,
@@ -783,7 +786,9 @@ impl World {
                 None => {
                     let mut values = BTreeMap::new();
                     values.insert("email".to_string(), email.clone());
-                    self.create_from(values, search_lag_ms, Source::Analytics)
+                    let id = self.create_from(values, search_lag_ms, Source::Analytics);
+                    hit.created_contact = Some(id);
+                    id
                 }
             };
             // Other identify keys that are contact properties fill in values; identify cannot
@@ -934,6 +939,7 @@ mod tests {
                 Some(identity.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
             },
             contact_id: None,
+            created_contact: None,
             event_name: None,
             event_properties: BTreeMap::new(),
             reset_visitor: false,
