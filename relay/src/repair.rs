@@ -193,7 +193,13 @@ async fn merge_into(relay: &Relay, sub: &str, dup: &str, email: &str, lease: &st
     let result = match relay.hubspot.read_id(dup, retry).await {
         Ok(None) => Ok(None),
         Ok(Some(c)) if c.id != dup => Ok(Some(c.id)),
-        Ok(Some(_)) => relay.hubspot.merge(&primary, dup, retry).await.map(Some),
+        // The user's contact as HubSpot answers for it now (a merge HubSpot made meanwhile gave
+        // it a new id the relay may not have followed yet).
+        Ok(Some(_)) => match relay.hubspot.read_id(&primary, retry).await {
+            Ok(Some(p)) if p.id != dup && p.sub.as_deref().is_none_or(|s| s == sub) => relay.hubspot.merge(&p.id, dup, retry).await.map(Some),
+            Ok(_) => Err(HubSpotError::Unreachable("the user's contact is gone or is another user's; the user is resolved again first".into())),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
 
