@@ -324,9 +324,10 @@ impl World {
             ("hs_additional_emails", "Additional email addresses", "textarea", true),
             ("hs_merged_object_ids", "Merged record IDs", "text", true),
             // How the record was made (HubSpot sets it; it "cannot be manually edited"), and the
-            // original source, which a user may edit (see `create_from`).
-            ("hs_object_source", "Record source", "select", true),
-            ("hs_analytics_source", "Original Source", "select", false),
+            // original source, which a user may edit (see `create_from`). HubSpot's are
+            // enumerations; their options are not modelled, so they are text here.
+            ("hs_object_source", "Record source", "text", true),
+            ("hs_analytics_source", "Original Source", "text", false),
         ] {
             let kind = if field == "number" { "number" } else if field == "date" { "datetime" } else { "string" };
             let mut def = PropertyDef::new(name, label, kind, field, "contactinformation");
