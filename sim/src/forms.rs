@@ -111,7 +111,8 @@ pub fn apply(w: &mut World, body: &Body, email: &str, secondary: bool, old_email
         }
         (None, None) => {
             values.insert("email".into(), email.to_string());
-            let id = w.create(values, lag);
+            // A collected form's record source is taken to be a form's (sim/README.md).
+            let id = w.create_from(values, lag, crate::world::Source::Form);
             if let Some(u) = &utk {
                 tie(w, u, id);
             }
@@ -227,6 +228,7 @@ mod tests {
             path: "/".into(),
             identity,
             contact_id: None,
+            created_contact: None,
             event_name: None,
             event_properties: BTreeMap::new(),
             reset_visitor: false,
