@@ -243,7 +243,7 @@ async fn merge_into(relay: &Relay, sub: &str, dup: &str, email: &str, lease: &st
         relay.outbox_wake.notify_one();
     }
     relay.metrics.repair("merged");
-    tracing::info!(%sub, duplicate = %dup, into = %primary, survivor = %survivor, %lease, "merged the tracker's duplicate into the user's contact");
+    tracing::info!(%sub, duplicate = %dup, into = %primary, survivor = %survivor, "merged the tracker's duplicate into the user's contact");
     Ok(Outcome::Merged(survivor))
 }
 
