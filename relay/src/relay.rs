@@ -64,6 +64,8 @@ pub struct Relay {
     pub outbox_wake: Notify,
     /// Wakes the worker that applies HubSpot-side changes (webhook events were stored).
     pub hubspot_wake: Notify,
+    /// The pages' open lease streams (streams.rs).
+    pub streams: crate::streams::Streams,
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     /// This relay process, as it names itself on the outbox jobs it claims.
     pub instance: String,
@@ -144,6 +146,9 @@ impl Relay {
     pub fn new(store: Arc<dyn Store>, hubspot: HubSpot, config: Arc<ServeArgs>, metrics: Arc<Metrics>) -> Self {
         Relay {
             verifier: Verifier::new(&config.assertion_secrets),
+            // Each stream holds a connection: at most half of HSQ_MAX_CONNECTIONS go to streams,
+            // so identity and lease requests always find one.
+            streams: crate::streams::Streams::new((config.max_streams as usize).min(config.max_connections as usize / 2)),
             store,
             hubspot,
             config,
@@ -692,6 +697,7 @@ impl Relay {
         // The store wakes the user's job in the user's transaction (see `Store::release_lease`).
         match self.store.release_lease(lease_id, now).await? {
             Some(_) => {
+                self.streams.poke();
                 self.outbox_wake.notify_one();
                 Ok(true)
             }

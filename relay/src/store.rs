@@ -394,6 +394,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn repair_of(&self, duplicate: &str) -> StoreResult<Option<Repair>>;
     /// The user's leases still kept (live, or ended within [`LEASE_KEEP_MS`]), latest first.
     async fn leases_of(&self, sub: &str) -> StoreResult<Vec<LeaseView>>;
+    /// Of `ids`, the leases still live at `now`: unreleased, unexpired, and on the app's email
+    /// for the user (an app change ends a lease for its page, see streams.rs). One statement.
+    async fn live_leases_of(&self, ids: &[String], now: i64) -> StoreResult<std::collections::HashSet<String>>;
 }
 
 /// Opens the store `HSQ_DB` names and applies the migrations.
@@ -1732,6 +1735,20 @@ impl Store for SqlStore {
 
     async fn repair_of(&self, duplicate: &str) -> StoreResult<Option<Repair>> {
         Ok(self.read().await?.query(REPAIR_ONE, vec![duplicate.into()]).await?.first().map(repair_from))
+    }
+
+    async fn live_leases_of(&self, ids: &[String], now: i64) -> StoreResult<std::collections::HashSet<String>> {
+        // The ids go as one JSON array, unnested by each database's own function, so one statement
+        // with two parameters covers any number of leases (each found by its primary key).
+        const PG: &str = "SELECT l.id FROM json_array_elements_text(CAST($1 AS json)) AS j(value)
+             JOIN leases l ON l.id = j.value LEFT JOIN users u ON u.sub = l.sub
+             WHERE l.released = 0 AND l.expires_at > $2 AND (u.app_email IS NULL OR u.app_email = l.email)";
+        const LITE: &str = "SELECT l.id FROM json_each($1) AS j
+             JOIN leases l ON l.id = j.value LEFT JOIN users u ON u.sub = l.sub
+             WHERE l.released = 0 AND l.expires_at > $2 AND (u.app_email IS NULL OR u.app_email = l.email)";
+        let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+        let rows = self.read_once(if self.is_pg() { PG } else { LITE }, vec![list.as_str().into(), now.into()]).await?;
+        Ok(rows.iter().filter_map(|r| r[0].text()).collect())
     }
 
     async fn begin_user(&self, sub: &str) -> StoreResult<UserTx> {

@@ -22,4 +22,5 @@ mod pg;
 mod plans;
 mod repair;
 mod startup;
+mod streams;
 mod sync;
