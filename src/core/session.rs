@@ -220,6 +220,31 @@ impl Session {
         plan
     }
 
+    /// The lease whose stream the page keeps open (`GET /v1/leases/{id}/events`): only while the
+    /// tracker carries an email under a lease, since only then can an ended lease put a stale
+    /// email on the wire.
+    pub fn watched_lease(&self) -> Option<&str> {
+        self.carried.as_ref().and(self.lease_id())
+    }
+
+    /// The relay's stream says `lease_id` ended (an email edited in HubSpot, a merge, the app's
+    /// email changed): hits are held at once, the lease is given back (it lets a waiting email
+    /// change go) and the relay is asked for a new ticket now. A lease this page no longer holds
+    /// changes nothing.
+    pub fn on_lease_ended(&mut self, lease_id: &str, now: f64) -> Plan {
+        let mut plan = Plan::default();
+        if self.lease_id() != Some(lease_id) {
+            return plan;
+        }
+        plan.release_lease = self.lease.take().map(|(id, _)| id);
+        self.polls = 0;
+        if self.holding(now) {
+            plan.events.push(Event::Hold);
+        }
+        plan.poll_in = Some(0.0);
+        plan
+    }
+
     /// A timer: did the lease just run out? Then hits are held from now on.
     pub fn on_tick(&mut self, now: f64) -> Plan {
         let mut plan = Plan::default();
@@ -389,6 +414,40 @@ mod tests {
         let p = s.reset();
         assert!(p.reset_visitor);
         assert!(!s.holding(1.0));
+    }
+
+    #[test]
+    fn the_stream_is_watched_only_while_an_email_is_carried_under_a_lease() {
+        let mut s = Session::new("u_1", "a@x.io");
+        s.begin(None, 0.0);
+        assert_eq!(s.watched_lease(), None, "the id alone: no stream");
+        s.on_ticket(pending(), 1.0);
+        assert_eq!(s.watched_lease(), None, "pending: no email, no stream");
+        s.on_ticket(confirmed("a@x.io", 600_000.0, 2.0), 2.0);
+        assert_eq!(s.watched_lease(), Some("l_1"));
+        s.page_hide();
+        assert_eq!(s.watched_lease(), None, "the lease went back at page hide");
+    }
+
+    #[test]
+    fn an_ended_lease_holds_hits_at_once_gives_the_lease_back_and_asks_again() {
+        let mut s = Session::new("u_1", "a@x.io");
+        s.begin(None, 0.0);
+        s.on_ticket(confirmed("a@x.io", 600_000.0, 0.0), 0.0);
+        assert!(!s.holding(1_000.0), "200 s of lease left");
+        // Another lease's end changes nothing.
+        assert_eq!(s.on_lease_ended("l_other", 1_000.0), Plan::default());
+        let p = s.on_lease_ended("l_1", 1_000.0);
+        assert!(s.holding(1_000.0), "holds at once, not at the renewal");
+        assert_eq!(p.events, vec![Event::Hold]);
+        assert_eq!(p.release_lease.as_deref(), Some("l_1"));
+        assert_eq!(p.poll_in, Some(0.0), "a new ticket is asked for now");
+        assert_eq!(s.lease_id(), None, "the next ask carries no lease");
+        assert_eq!(s.safe_email(1_000.0), None, "the guard adds no email");
+        // The relay confirms the email again (HubSpot's edit undone): hits go, nothing pushed again.
+        let p = s.on_ticket(confirmed("a@x.io", 600_000.0, 2_000.0), 2_000.0);
+        assert!(p.release_held && p.events.contains(&Event::Release));
+        assert_eq!(p.identify, None);
     }
 
     #[test]

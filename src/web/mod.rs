@@ -7,6 +7,7 @@
 //! - [`cookies`], [`storage`]: HubSpot's cookies and the ticket cache, failing quietly.
 //! - [`forms`]: marks the page's forms so HubSpot's collected forms leave them alone.
 //! - [`relay`]: the relay call (gloo-net, a timeout by `AbortController`) and lease release.
+//! - [`stream`]: the lease stream (`EventSource`): an ended lease holds the page's hits at once.
 //! - [`tracker`]: the tracker script, chat widget and consent listener.
 //! - [`shell`]: the page's session and the exported `StableIdentity` class.
 //! - [`types`]: the serde types that cross to JS (tickets, events, the relay request).
@@ -17,6 +18,7 @@ pub mod queue;
 pub mod relay;
 pub mod shell;
 pub mod storage;
+pub mod stream;
 pub mod tracker;
 pub mod types;
 

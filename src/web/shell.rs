@@ -7,7 +7,7 @@
 
 use super::queue::Queue;
 use super::types::{from_json, to_js, to_json, AskBody, Claims, PageEvent, Ticket};
-use super::{cookies, relay, storage, tracker};
+use super::{cookies, relay, storage, stream, tracker};
 use crate::core::options::{self, AssertionSource, Consent, Storage, Val};
 use crate::core::session::{Event, Plan, Session, HOLD_MARGIN_MS};
 use crate::core::ticket::{self, State};
@@ -82,6 +82,11 @@ pub struct Shell {
     leave_timer: Cell<f64>,
     /// The `beforeunload` listener, added only while entries are held.
     on_leave: RefCell<Option<JsValue>>,
+    /// The lease whose stream is open, and the stream. A stream that failed is dropped: the
+    /// renewal timer stands in, and the next plan opens it again.
+    stream: RefCell<Option<(String, web_sys::EventSource)>>,
+    /// The listener of the stream's events (one for every stream of the page).
+    on_stream: RefCell<Option<JsValue>>,
 }
 
 /// Whether a `_hsq` entry sends a hit.
@@ -237,6 +242,12 @@ impl Shell {
             leaving: Cell::new(false),
             leave_timer: Cell::new(0.0),
             on_leave: RefCell::new(None),
+            stream: RefCell::new(None),
+            on_stream: RefCell::new(None),
+        });
+        *hs.on_stream.borrow_mut() = Some({
+            let hs = hs.clone();
+            Closure::<dyn Fn(JsValue)>::new(move |e: JsValue| hs.stream_event(&e)).into_js_value()
         });
         *hs.on_leave.borrow_mut() = Some({
             let hs = hs.clone();
@@ -653,7 +664,42 @@ impl Shell {
         if release > 0 {
             self.flush();
         }
+        self.sync_stream();
         self.emit(&events);
+    }
+
+    /// Keeps the lease stream open exactly while the session carries an email under a lease.
+    fn sync_stream(&self) {
+        let want = self.core.borrow().as_ref().and_then(|s| s.watched_lease().map(String::from));
+        let mut st = self.stream.borrow_mut();
+        if st.as_ref().map(|(l, _)| l) == want.as_ref() {
+            return;
+        }
+        if let Some((_, es)) = st.take() {
+            es.close();
+        }
+        let listener = self.on_stream.borrow().clone().unwrap_or_default();
+        *st = want.and_then(|lease| Some((lease.clone(), stream::open(&self.o.relay_url, &lease, &listener)?)));
+    }
+
+    /// An event of the lease stream. `ended`: the relay ended the lease; hold now, give it back
+    /// and ask for a new ticket. An error that closed the stream: drop it; the renewal timer
+    /// stands in (a closed stream sends nothing more, so the event is the open stream's).
+    fn stream_event(self: &Rc<Self>, e: &JsValue) {
+        let ended = super::get(e, "type").as_string().as_deref() == Some("ended");
+        let lease = {
+            let mut st = self.stream.borrow_mut();
+            if !ended && !st.as_ref().is_some_and(|(_, es)| es.ready_state() == web_sys::EventSource::CLOSED) {
+                return;
+            }
+            let Some((lease, es)) = st.take() else { return };
+            es.close();
+            lease
+        };
+        let plan = self.core.borrow_mut().as_mut().filter(|_| ended).map(|s| s.on_lease_ended(&lease, super::now()));
+        if let Some(p) = plan {
+            self.apply(p);
+        }
     }
 
     fn tick(self: &Rc<Self>) {
@@ -935,6 +981,7 @@ impl Shell {
         }
         super::clear_timeout(self.ask_timer.get());
         super::clear_timeout(self.tick_timer.get());
+        self.sync_stream();
         *self.ticket.borrow_mut() = None;
         self.cache_put(None);
         cookies::delete_hubspot();
