@@ -5,8 +5,8 @@
 // away at the default 600 s lease), and the view lands on the user's one contact.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { startSim, startRelay, initSim, serveApp, launchBrowser, watchErrors, mintAssertion, until, hits, contacts } from "./helpers.mjs";
+import { launchBrowser, until, hits, contacts } from "./helpers.mjs";
+import { streamStack, carryingPage, editInHubSpot } from "../../scripts/lease-streams.mjs";
 
 let browser;
 before(async () => {
@@ -15,59 +15,6 @@ before(async () => {
 after(async () => {
   await browser?.close();
 });
-
-/** A simulator whose webhooks reach the relay, the relay (600 s leases) and the app origin. */
-export async function streamStack(relayEnv = {}) {
-  const secret = randomBytes(16).toString("hex");
-  const sim = await startSim();
-  await initSim(sim.url);
-  const relay = await startRelay(sim.url, { HSQ_HUBSPOT_CLIENT_SECRET: secret, HSQ_RECONCILE_SECS: "0", ...relayEnv });
-  await fetch(`${sim.url}/__sim/config`, { method: "POST", body: JSON.stringify({ chatWidget: false, webhookUrl: `${relay.url}/v1/hubspot/webhooks`, webhookSecret: secret }) });
-  const app = await serveApp({ relay: relay.url, pages: { "*": (u) => page(sim.url, u) } });
-  return {
-    sim, relay, app,
-    async stop() {
-      await app.close();
-      await relay.stop();
-      await sim.stop();
-    },
-  };
-}
-
-function page(simUrl, u) {
-  const a = u.searchParams.get("a") || "";
-  return `<!doctype html><html><head><title>app</title>
-<script type="module">
-import { StableIdentity } from "/pkg/index.js";
-window.events = [];
-window.hs = await StableIdentity.start({ relayUrl: "/hsq/v1/identity", assertion: ${JSON.stringify(a)}, portalId: "1234567",
-  trackerUrl: ${JSON.stringify(simUrl + "/1234567.js")}, consent: "granted",
-  onEvent: (e) => window.events.push(Object.assign({ at: Date.now() }, e)) });
-window.started = true;
-</script></head><body>app</body></html>`;
-}
-
-/** Loads a page for `sub` and waits until it carries the confirmed email on a hit the collector got. */
-export async function carryingPage(s, ctx, sub, email) {
-  const p = await ctx.newPage();
-  const errors = await watchErrors(p);
-  const token = await mintAssertion({ sub, email });
-  await p.goto(`${s.app.url}/app?a=${encodeURIComponent(token)}`);
-  await p.waitForFunction(() => window.started);
-  await until(async () => (await hits(s.sim.url)).some((h) => h.identity?.id === sub && h.identity?.email === email), `${sub}'s first hit carrying ${email}`, 20000);
-  const contact = (await contacts(s.sim.url)).contacts.find((c) => c.properties.hsq_user_id === sub);
-  return { p, errors, contactId: contact.id };
-}
-
-/** A marketer edits the contact's email in HubSpot. */
-export async function editInHubSpot(simUrl, contactId, email) {
-  const r = await fetch(`${simUrl}/crm/v3/objects/contacts/${contactId}`, {
-    method: "PATCH",
-    headers: { authorization: "Bearer T", "content-type": "application/json" },
-    body: JSON.stringify({ properties: { email } }),
-  });
-  assert.equal(r.status, 200);
-}
 
 test("a page carrying an email holds its next hit once the email is edited in HubSpot, and the view lands on the user's one contact", async () => {
   const s = await streamStack();
