@@ -17,6 +17,7 @@ pub mod routes;
 pub mod store;
 pub mod streams;
 pub mod sync;
+pub mod ties;
 pub mod webhooks;
 
 use axum::extract::{MatchedPath, Request, State};

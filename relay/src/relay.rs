@@ -51,6 +51,9 @@ pub struct Ticket {
     /// The relay's clock (s) when it answered, so the page counts the lease on its own clock.
     /// (An addition to DESIGN.md's ticket.)
     pub now: i64,
+    /// The `utk` the page sent, when HubSpot has tied it to this contact: the page then sends
+    /// `{id}` only and never the email (ties.rs). Null otherwise. (An addition to DESIGN.md's ticket.)
+    pub tied_utk: Option<String>,
 }
 
 /// Shared state of a running relay.
@@ -252,6 +255,7 @@ impl Relay {
             rotate_utk,
             chat: None,
             now: now / 1000,
+            tied_utk: None,
         };
         if self.store.erased(&claims.sub).await? {
             // HubSpot deleted this user's contact for privacy: make none again (see webhooks.rs).
@@ -336,6 +340,12 @@ impl Relay {
         if ticket.state == "confirmed" && self.config.chat {
             ticket.chat = self.chat_for(&desired, &current, now, deadline).await;
         }
+        // Only a confirmed email could go out; a utk that was someone else's is deleted anyway.
+        if let (Some(u), Some(c), "confirmed", false) = (utk, ticket.contact_id.as_deref(), ticket.state, rotate_utk) {
+            if crate::ties::tied(self, u, &claims.sub, c, deadline).await {
+                ticket.tied_utk = Some(u.to_string());
+            }
+        }
         self.metrics.ticket(ticket.state);
         Ok(ticket)
     }
@@ -380,6 +390,9 @@ impl Relay {
             rotate_utk: false,
             chat: None,
             now: now / 1000,
+            // From the store only: the warm path calls nobody (a tie not yet recorded is asked for
+            // on the page's next identify without a lease, see ties.rs).
+            tied_utk: utk.filter(|_| w.tied).map(str::to_string),
         };
         Ok(Some((ticket, w.user)))
     }

@@ -24,3 +24,4 @@ mod repair;
 mod startup;
 mod streams;
 mod sync;
+mod ties;
