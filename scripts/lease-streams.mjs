@@ -42,6 +42,7 @@ window.events = [];
 window.hs = await StableIdentity.start({ relayUrl: "/hsq/v1/identity", assertion: ${JSON.stringify(a)}, portalId: "1234567",
   trackerUrl: ${JSON.stringify(simUrl + "/1234567.js")}, consent: "granted",
   onEvent: (e) => window.events.push(Object.assign({ at: Date.now() }, e)) });
+window.snapshot = JSON.parse(JSON.stringify(Array.from(window._hsq)));
 window.started = true;
 </script></head><body>app</body></html>`;
 }

@@ -390,8 +390,9 @@ impl Relay {
             rotate_utk: false,
             chat: None,
             now: now / 1000,
-            // From the store only: the warm path calls nobody (a tie not yet recorded is asked for
-            // on the page's next identify without a lease, see ties.rs).
+            // From the store only: the warm path calls nobody. A utk the relay sees for the first
+            // time (the second page of a browser, whose first had no cookie yet) takes the full
+            // path, which asks HubSpot; so does any renewal once a tenth of the lease has passed.
             tied_utk: utk.filter(|_| w.tied).map(str::to_string),
         };
         Ok(Some((ticket, w.user)))

@@ -82,8 +82,7 @@ pub struct Shell {
     leave_timer: Cell<f64>,
     /// The `beforeunload` listener, added only while entries are held.
     on_leave: RefCell<Option<JsValue>>,
-    /// The lease whose stream is open, and the stream. A stream that failed is dropped: the
-    /// renewal timer stands in, and the next plan opens it again.
+    /// The lease whose stream is open, and the stream.
     stream: RefCell<Option<(String, web_sys::EventSource)>>,
     /// The listener of the stream's events (one for every stream of the page).
     on_stream: RefCell<Option<JsValue>>,
@@ -98,7 +97,8 @@ fn is_hit(e: &JsValue) -> bool {
 /// verifies; the page only needs to know whose it is.
 pub fn claims(token: &str) -> Option<Claims> {
     let payload = token.split('.').nth(1)?;
-    let b64: String = payload.chars().map(|c| match c { '-' => '+', '_' => '/', c => c }).collect();
+    // base64url to base64, byte by byte (both alphabets are ASCII).
+    let b64: String = payload.bytes().map(|c| match c { b'-' => '+', b'_' => '/', c => c as char }).collect();
     let binary = web_sys::window()?.atob(&b64).ok()?;
     // The payload's UTF-8 bytes as Latin-1 text: escape() makes them %XX, decodeURIComponent
     // reads those as UTF-8 (a URIError when they are not), without Rust's UTF-8 validation code.
@@ -128,7 +128,7 @@ fn kind_of(v: &JsValue) -> Val<'static> {
 
 /// A JWS has three dot-separated parts.
 fn is_jws(s: &str) -> bool {
-    s.split('.').count() == 3
+    s.bytes().filter(|b| *b == b'.').count() == 2
 }
 
 fn page_event<'a>(e: &'a Event) -> PageEvent<'a> {
@@ -247,7 +247,7 @@ impl Shell {
         });
         *hs.on_stream.borrow_mut() = Some({
             let hs = hs.clone();
-            Closure::<dyn Fn(JsValue)>::new(move |e: JsValue| hs.stream_event(&e)).into_js_value()
+            Closure::<dyn Fn()>::new(move || hs.stream_ended()).into_js_value()
         });
         *hs.on_leave.borrow_mut() = Some({
             let hs = hs.clone();
@@ -678,25 +678,20 @@ impl Shell {
         if let Some((_, es)) = st.take() {
             es.close();
         }
-        let listener = self.on_stream.borrow().clone().unwrap_or_default();
-        *st = want.and_then(|lease| Some((lease.clone(), stream::open(&self.o.relay_url, &lease, &listener)?)));
+        let listener = self.on_stream.borrow();
+        let (Some(lease), Some(listener)) = (want, listener.as_ref()) else { return };
+        if let Some(es) = stream::open(&self.o.relay_url, &lease, listener) {
+            *st = Some((lease, es));
+        }
     }
 
-    /// An event of the lease stream. `ended`: the relay ended the lease; hold now, give it back
-    /// and ask for a new ticket. An error that closed the stream: drop it; the renewal timer
-    /// stands in (a closed stream sends nothing more, so the event is the open stream's).
-    fn stream_event(self: &Rc<Self>, e: &JsValue) {
-        let ended = super::get(e, "type").as_string().as_deref() == Some("ended");
-        let lease = {
-            let mut st = self.stream.borrow_mut();
-            if !ended && !st.as_ref().is_some_and(|(_, es)| es.ready_state() == web_sys::EventSource::CLOSED) {
-                return;
-            }
-            let Some((lease, es)) = st.take() else { return };
-            es.close();
-            lease
-        };
-        let plan = self.core.borrow_mut().as_mut().filter(|_| ended).map(|s| s.on_lease_ended(&lease, super::now()));
+    /// The lease stream's `ended` event: the relay ended the lease; hold now, give it back and
+    /// ask for a new ticket. (A stream the browser gave up on, e.g. answered 503 past the relay's
+    /// `HSQ_MAX_STREAMS`, stays closed until the lease changes: the renewal timer stands in.)
+    fn stream_ended(self: &Rc<Self>) {
+        let Some((lease, es)) = self.stream.borrow_mut().take() else { return };
+        es.close();
+        let plan = self.core.borrow_mut().as_mut().map(|s| s.on_lease_ended(&lease, super::now()));
         if let Some(p) = plan {
             self.apply(p);
         }
@@ -768,10 +763,14 @@ impl Shell {
             Some(ticket::Ticket {
                 lease_id: c.lease_id.clone().filter(|s| !s.is_empty()),
                 lease_until_local: c.lease_until_local,
+                tied_utk: c.tied_utk.clone(),
                 ..ticket::Ticket::new(id, state, email)
             })
         });
-        let plan = self.core.borrow_mut().as_mut().map(|s| s.begin(cached, super::now()));
+        let plan = self.core.borrow_mut().as_mut().map(|s| {
+            s.utk = cookies::hubspot_utk();
+            s.begin(cached, super::now())
+        });
         let Some(plan) = plan else { return };
         let from_cache = matches!(plan.identify, Some(Some(_)));
         if from_cache {
@@ -864,11 +863,13 @@ impl Shell {
                                 let mut k = ticket::Ticket {
                                     lease_id: t.lease_id.clone().filter(|s| !s.is_empty()),
                                     rotate_utk: t.rotate_utk.unwrap_or(false),
+                                    tied_utk: t.tied_utk.clone(),
                                     chat,
                                     ..ticket::Ticket::new(t.id.clone().unwrap_or_default(), state, t.email.clone().filter(|s| !s.is_empty()))
                                 };
                                 k.email_valid_until = t.email_valid_until;
                                 k.anchor(now, t.now);
+                                s.utk = cookies::hubspot_utk();
                                 s.on_ticket(k, now)
                             }
                         },
