@@ -1,9 +1,11 @@
-//! The relay call: `POST` the request with gloo-net, a timeout by `AbortController`, and the body
-//! read with `Response::json()` into the serde [`Ticket`] through serde-wasm-bindgen. And the
-//! lease release (`sendBeacon`, else a keepalive `DELETE`).
+//! The relay call: `POST` the request with the browser's `fetch` (web-sys), a timeout by
+//! `AbortController`, and the body read with `Response::json()` into the serde [`Ticket`] through
+//! serde-wasm-bindgen. And the lease release (`sendBeacon`, else a keepalive `DELETE`).
+//!
+//! Not gloo-net's `Request`: its builder formats the URL with `format!`, which kept `core::fmt`
+//! (and its number and padding code) in the package, about 1 KB gzipped, for one call.
 
 use super::types::{from_js, Ticket};
-use gloo_net::http::Request;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, RequestCredentials};
@@ -35,20 +37,23 @@ pub async fn post(url: &str, body: String, timeout_ms: f64) -> Result<Answer, St
         let ctl = ctl.clone();
         Timer(super::set_timeout(timeout_ms, move || ctl.abort()))
     };
-    let req = Request::post(url)
-        .header("content-type", "application/json")
-        .credentials(RequestCredentials::SameOrigin)
-        .abort_signal(Some(&ctl.signal()))
-        .body(body)
-        .map_err(|_| String::from("the request could not be built"))?;
-    let res = match req.send().await {
-        Ok(r) => r,
-        Err(gloo_net::Error::JsError(e)) if e.name == "AbortError" => return Err(late()),
-        Err(gloo_net::Error::JsError(e)) => return Err(e.message),
-        Err(_) => return Err(String::from("the request failed")),
+    let w = web_sys::window().ok_or_else(|| String::from("no window"))?;
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    // A plain object: web-sys's Headers would be more imports for one header.
+    let headers = js_sys::Object::new();
+    super::set(&headers, "content-type", &JsValue::from_str("application/json"));
+    init.set_headers(&headers);
+    init.set_credentials(RequestCredentials::SameOrigin);
+    init.set_signal(Some(&ctl.signal()));
+    init.set_body(&JsValue::from_str(&body));
+    let res: web_sys::Response = match JsFuture::from(w.fetch_with_str_and_init(url, &init)).await {
+        Ok(r) => r.unchecked_into(),
+        Err(e) if abort_error(&e) => return Err(late()),
+        Err(e) => return Err(super::message_of(&e)),
     };
     let status = res.status();
-    let json = match web_sys::Response::from(res).json() {
+    let json = match res.json() {
         Ok(p) => JsFuture::from(p).await,
         Err(e) => Err(e),
     };
