@@ -225,8 +225,8 @@ pub async fn release_on_hide(
 /// `GET /v1/leases/{id}/events`: a `text/event-stream` a page keeps open while it carries the
 /// lease's email. One event, `ended` (data: the lease id), when the lease is released, expires, is
 /// ended by a HubSpot-side change, or the app's email for the user is no longer the lease's (also
-/// at once, for a lease already ended or unknown); then the stream ends. A comment every 15 s keeps
-/// it alive. See streams.rs.
+/// at once, for a lease already ended or unknown); then the stream ends. A comment keeps it alive
+/// (every 15 s, or half of `HSQ_IDLE_TIMEOUT_MS` if that is shorter). See streams.rs.
 #[utoipa::path(get, path = "/v1/leases/{id}/events", tag = "page",
     params(("id" = String, Path, description = "The leaseId", pattern = "^l_[0-9a-f]{32}$")),
     responses(

@@ -5,7 +5,7 @@
 //!
 //! Why a server-sent event stream and not a long poll: the browser's `EventSource` reconnects by
 //! itself, one request per page serves the whole page life (a long poll is a request per answer
-//! or timeout), and the relay sends nothing but a comment every [`KEEP_ALIVE`] until the lease ends.
+//! or timeout), and the relay sends nothing but a keep-alive comment until the lease ends.
 //!
 //! Several relays on one PostgreSQL: the lease may end on any relay (the webhook reached relay A,
 //! the page's stream is on relay B). So each relay asks its store, every [`CHECK_MS`] while any
@@ -24,7 +24,9 @@ use tokio::sync::{oneshot, Notify};
 
 /// How often the open streams' leases are checked in the store.
 pub const CHECK_MS: u64 = 250;
-/// A comment this often keeps proxies from closing an idle stream.
+/// A comment at least this often keeps proxies from closing an idle stream; more often when the
+/// relay's own idle timeout is shorter (a connection whose response is streaming counts as idle
+/// while no byte moves), at half of `HSQ_IDLE_TIMEOUT_MS`.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Lease ids per statement (one statement covers up to this many open streams).
 const CHUNK: usize = 1000;
@@ -137,7 +139,8 @@ pub fn open(relay: &Arc<Relay>, lease_id: &str) -> Option<Sse<impl futures_util:
             _ => None,
         }
     });
-    Some(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    let every = KEEP_ALIVE.min(Duration::from_millis(relay.config.idle_timeout_ms / 2)).max(Duration::from_millis(50));
+    Some(Sse::new(stream).keep_alive(KeepAlive::new().interval(every)))
 }
 
 /// Runs until the relay stops: while streams are open, asks the store every [`CHECK_MS`] (or at

@@ -95,7 +95,7 @@ pub fn release(relay_url: &str, lease: &str, beacon: bool) {
             return;
         }
     }
-    // gloo-net's builder has no `keepalive`, which lets the request outlive the page.
+    // `keepalive` lets the request outlive the page.
     let init = web_sys::RequestInit::new();
     init.set_method("DELETE");
     super::set(&init, "keepalive", &JsValue::TRUE); // not among web-sys's stable setters

@@ -174,3 +174,19 @@ async fn a_lease_ended_by_a_webhook_on_relay_a_ends_the_stream_open_on_relay_b()
     assert!(closed.is_ok(), "the stream closed with the relay");
     assert!(!open.seen.contains("ended"));
 }
+
+#[tokio::test]
+async fn a_stream_outlives_the_relays_idle_timeout_by_its_keep_alive() {
+    // A connection whose response is streaming counts as idle while no byte moves: the stream's
+    // keep-alive comes at half the idle timeout, so the relay does not close it.
+    let app = spawn_app(&[], &["--idle-timeout-ms", "400"]).await;
+    let t = app.identity("u_s7", "a@x.io", None, None).await;
+    let lease = t["leaseId"].as_str().unwrap().to_string();
+    let mut stream = open_stream(&app.http, &app.url, &lease).await;
+    assert!(!stream.ended_within(1500).await);
+    let keep_alives = stream.seen.matches(':').count();
+    assert_eq!(app.release(&lease).await, 204);
+    assert!(stream.ended(20).await, "still open after 1.5 s, and told: {:?}", stream.seen);
+    println!("{keep_alives} keep-alive comments in 1.5 s at a 400 ms idle timeout");
+    assert!(keep_alives >= 2, "{:?}", stream.seen);
+}
