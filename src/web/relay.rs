@@ -1,11 +1,13 @@
-//! The relay call: `POST` the request with the browser's `fetch` (web-sys), a timeout by
-//! `AbortController`, and the body read with `Response::json()` into the serde [`Ticket`] through
-//! serde-wasm-bindgen. And the lease release (`sendBeacon`, else a keepalive `DELETE`).
+//! The relay call: `POST` the request with gloo-net, a timeout by `AbortController`, and the body
+//! read with `Response::json()` into the serde [`Ticket`] through serde-wasm-bindgen. And the
+//! lease release (`sendBeacon`, else a keepalive `DELETE`).
 //!
-//! Not gloo-net's `Request`: its builder formats the URL with `format!`, which kept `core::fmt`
-//! (and its number and padding code) in the package, about 1 KB gzipped, for one call.
+//! The request is made as a `web_sys::Request` and sent through gloo-net's `Request::send`, not
+//! through gloo-net's `RequestBuilder`: the builder joins query strings with `format!`, which kept
+//! `core::fmt` (its number and padding code) in the package, about 1 KB gzipped, for one call.
 
 use super::types::{from_js, Ticket};
+use gloo_net::http::Request;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, RequestCredentials};
@@ -37,7 +39,6 @@ pub async fn post(url: &str, body: String, timeout_ms: f64) -> Result<Answer, St
         let ctl = ctl.clone();
         Timer(super::set_timeout(timeout_ms, move || ctl.abort()))
     };
-    let w = web_sys::window().ok_or_else(|| String::from("no window"))?;
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     // A plain object: web-sys's Headers would be more imports for one header.
@@ -47,13 +48,15 @@ pub async fn post(url: &str, body: String, timeout_ms: f64) -> Result<Answer, St
     init.set_credentials(RequestCredentials::SameOrigin);
     init.set_signal(Some(&ctl.signal()));
     init.set_body(&JsValue::from_str(&body));
-    let res: web_sys::Response = match JsFuture::from(w.fetch_with_str_and_init(url, &init)).await {
-        Ok(r) => r.unchecked_into(),
-        Err(e) if abort_error(&e) => return Err(late()),
-        Err(e) => return Err(super::message_of(&e)),
+    let raw = web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| super::message_of(&e))?;
+    let res = match Request::from(raw).send().await {
+        Ok(r) => r,
+        Err(gloo_net::Error::JsError(e)) if e.name == "AbortError" => return Err(late()),
+        Err(gloo_net::Error::JsError(e)) => return Err(e.message),
+        Err(_) => return Err(String::from("the request failed")),
     };
     let status = res.status();
-    let json = match res.json() {
+    let json = match web_sys::Response::from(res).json() {
         Ok(p) => JsFuture::from(p).await,
         Err(e) => Err(e),
     };
