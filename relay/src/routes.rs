@@ -222,6 +222,18 @@ pub async fn release_on_hide(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// One event of a lease stream, as an `EventSource` sees it (the OpenAPI schema of a
+/// `text/event-stream` describes each event).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeaseEvent {
+    /// The only event: the lease ended.
+    #[schema(pattern = "^ended$")]
+    pub event: String,
+    /// The lease id.
+    #[schema(pattern = "^l_[0-9a-f]{32}$")]
+    pub data: String,
+}
+
 /// `GET /v1/leases/{id}/events`: a `text/event-stream` a page keeps open while it carries the
 /// lease's email. One event, `ended` (data: the lease id), when the lease is released, expires, is
 /// ended by a HubSpot-side change, or the app's email for the user is no longer the lease's (also
@@ -230,7 +242,7 @@ pub async fn release_on_hide(
 #[utoipa::path(get, path = "/v1/leases/{id}/events", tag = "page",
     params(("id" = String, Path, description = "The leaseId", pattern = "^l_[0-9a-f]{32}$")),
     responses(
-        (status = 200, description = "An event stream: `event: ended` with the lease id as data when the lease ends, then the end of the stream", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "An event stream: `event: ended` with the lease id as data when the lease ends, then the end of the stream", body = LeaseEvent, content_type = "text/event-stream"),
         (status = 400, description = "Not a leaseId this relay issues", body = ErrorBody),
         (status = 429, description = "Too many requests from this client", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
         (status = 503, description = "This relay has HSQ_MAX_STREAMS streams open (`streams_full`), or it stops", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
