@@ -17,11 +17,6 @@ export interface Ticket {
   chat?: { email: string; token: string; exp: number };
   /** The relay's clock when it answered (seconds), when it said. */
   now?: number;
-  /**
-   * The `hubspotutk` HubSpot has tied to this contact (the relay asked HubSpot). While the page's
-   * cookie is that one, the page sends `{id}` only: the email does not leave the browser again.
-   */
-  tiedUtk?: string | null;
 }
 
 export type IdentityEvent =

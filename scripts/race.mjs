@@ -349,10 +349,7 @@ export async function runRace({ browser, stack, mode, users, concurrency = 4, mi
   const settleSeconds = (Date.now() - browsed) / 1000;
   rep = await stack.demo.report();
   const mine = rep.users.filter((u) => made.has(u.sub)).map((u) => ({ ...u, viewsMade: made.get(u.sub) }));
-  const allHits = (await getJson(`${stack.sim.url}/__sim/hits`)).body.hits;
-  const hits = allHits.filter((h) => h.kind === "pageview");
-  // Hits whose identity carried an email, of the run's users, as the collector received them.
-  const emailHits = allHits.filter((h) => made.has(h.identity?.id) && h.identity.email).length;
+  const hits = (await getJson(`${stack.sim.url}/__sim/hits`)).body.hits.filter((h) => h.kind === "pageview");
   const views = account({ users: mine, made: log.made, traces: log.traces, hits, started });
   return {
     users: mine,
@@ -363,8 +360,6 @@ export async function runRace({ browser, stack, mode, users, concurrency = 4, mi
     lostViews: views.lost,
     wrongContactViews: views.onAnother,
     extraViews: views.extra,
-    emailHits,
-    emailHitsPerUser: mine.length ? emailHits / mine.length : 0,
     problems: views.problems,
     pageErrors: errors,
     hubspotEdits: edits,
@@ -457,7 +452,7 @@ function account({ users, made, traces, hits, started }) {
 
 /** The race's result: the counts apart, then each lost or misattributed view (the first `max`). */
 export function describe(r, max = 40) {
-  const head = `${r.duplicates} users with duplicate contacts; ${r.lostViews} of ${r.viewsMade} page views lost, ${r.wrongContactViews} on another contact, ${r.extraViews} received twice; ${r.emailHits} hits carried an email (${r.emailHitsPerUser.toFixed(1)} per user); settled in ${r.settleSeconds.toFixed(0)} s (${r.seconds.toFixed(0)} s in all)`;
+  const head = `${r.duplicates} users with duplicate contacts; ${r.lostViews} of ${r.viewsMade} page views lost, ${r.wrongContactViews} on another contact, ${r.extraViews} received twice; settled in ${r.settleSeconds.toFixed(0)} s (${r.seconds.toFixed(0)} s in all)`;
   const more = r.problems.length > max ? [`... and ${r.problems.length - max} more`] : [];
   return [head, ...r.problems.slice(0, max), ...more].join("\n");
 }

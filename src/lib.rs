@@ -2,7 +2,7 @@
 //! cookie, sending an email only when HubSpot already holds it for that contact (DESIGN.md).
 //!
 //! - [`core`]: the decisions, pure Rust, tested natively (`cargo test`).
-//! - `web` (wasm32 only): the web shell on web-sys and js-sys: the `_hsq` hook,
+//! - `web` (wasm32 only): the web shell on web-sys, js-sys and gloo-net: the `_hsq` hook,
 //!   cookies, storage, the relay call, tracker, chat and consent, and the page's session.
 //! - `StableIdentity` (wasm32 only): the class the npm package exports (DESIGN.md section 6).
 #![deny(missing_debug_implementations)]

@@ -141,24 +141,10 @@ export async function startDemo(o) {
       const mine = sim.contacts.filter(
         (c) => c.properties.hsq_user_id === u.sub || c.ids.includes(u.sub) || u.emails.includes(c.email) || c.additionalEmails.some((e) => u.emails.includes(e)),
       );
-      out.push({ sub: u.sub, mode: u.mode, email: u.email, contacts: mine.map((c) => ({ id: c.id, email: c.email, pageViews: c.pageViews, ids: c.ids })) });
+      out.push({ sub: u.sub, mode: u.mode, email: u.email, contacts: mine.map((c) => ({ id: c.id, email: c.email, pageViews: c.pageViews, ids: c.ids, source: c.properties.hs_object_source, created: c.properties.createdate })) });
     }
     return { users: out, contacts: sim.contacts.length, anonymousHits: sim.anonymousHits, log: log.slice(-40) };
   }
-
-  // A lease stream (GET /hsq/v1/leases/{id}/events) passes through as it comes, and is closed at
-  // the relay when the page closes it.
-  const pipeStream = async (r, res) => {
-    res.writeHead(r.status, { "content-type": "text/event-stream", "cache-control": "no-cache" });
-    const reader = r.body.getReader();
-    res.on("close", () => reader.cancel().catch(() => {}));
-    for (;;) {
-      const { done, value } = await reader.read().catch(() => ({ done: true }));
-      if (done) break;
-      res.write(value);
-    }
-    res.end();
-  };
 
   const server = createServer(async (req, res) => {
     try {
@@ -169,7 +155,6 @@ export async function startDemo(o) {
         const b = req.method === "GET" || req.method === "HEAD" ? undefined : await body(req);
         const r = await relayFetch(p.slice(4) + u.search, { method: req.method, headers: { "content-type": req.headers["content-type"] || "application/json" }, body: b });
         if (!r) return json(res, 502, { error: "bad_gateway", message: "the relay is unreachable" });
-        if ((r.headers.get("content-type") || "").startsWith("text/event-stream")) return pipeStream(r, res);
         return send(res, r.status, Buffer.from(await r.arrayBuffer()), r.headers.get("content-type") || "application/json");
       }
       if (p.startsWith("/pkg/") || p.startsWith("/static/")) {

@@ -125,11 +125,6 @@ pub struct ServeArgs {
     /// at least 10 s.
     #[arg(long = "release-grace-secs", env = "HSQ_RELEASE_GRACE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(10..=600))]
     pub release_grace_secs: u64,
-    /// Lease streams (`GET /v1/leases/{id}/events`) one relay keeps open at most, and at most half
-    /// of `HSQ_MAX_CONNECTIONS` (each holds a connection); past it the relay answers 503
-    /// `streams_full` and the page relies on its renewal timer.
-    #[arg(long = "max-streams", env = "HSQ_MAX_STREAMS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
-    pub max_streams: u64,
     /// How long a ticket may be cached by the page, in seconds.
     #[arg(long = "ticket-secs", env = "HSQ_TICKET_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=3_600))]
     pub ticket_secs: u64,

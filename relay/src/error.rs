@@ -40,10 +40,6 @@ pub enum ApiError {
     /// 503: the request took longer than the relay answers in; retry after the given seconds.
     #[error("the request took longer than {0} s; retry shortly")]
     Timeout(u64),
-    /// 503: this relay has as many lease streams open as `HSQ_MAX_STREAMS` allows, or it stops;
-    /// the page keeps to its renewal timer.
-    #[error("this relay has {0} lease streams open, its limit (HSQ_MAX_STREAMS); the page renews its lease instead")]
-    StreamsFull(usize),
     /// 500: logged in full, answered with a generic message.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -82,7 +78,6 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited(s) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", Some(*s)),
             ApiError::Unavailable(s) => (StatusCode::SERVICE_UNAVAILABLE, "hubspot_unavailable", Some(*s)),
             ApiError::StoreBusy(s) => (StatusCode::SERVICE_UNAVAILABLE, "store_busy", Some(*s)),
-            ApiError::StreamsFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "streams_full", Some(30)),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         };
         let message = match &self {

@@ -15,9 +15,7 @@ pub mod relay;
 pub mod repair;
 pub mod routes;
 pub mod store;
-pub mod streams;
 pub mod sync;
-pub mod ties;
 pub mod webhooks;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -88,7 +86,7 @@ pub fn app(relay: Arc<Relay>) -> axum::Router {
     let origins: Vec<HeaderValue> = config.allowed_origins.0.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_methods([Method::POST, Method::DELETE])
         .allow_headers([axum::http::header::CONTENT_TYPE])
         .max_age(Duration::from_secs(600));
     let state = AppState { limiter: Arc::new(IpLimiter::new(config.rate_limit_per_ip)), relay: relay.clone() };
@@ -123,7 +121,6 @@ impl Application {
         tokio::spawn(webhooks::run(relay.clone()));
         tokio::spawn(webhooks::reconcile(relay.clone()));
         tokio::spawn(outbox::prune(relay.clone()));
-        tokio::spawn(streams::run(relay.clone()));
         Ok(Application { addr, router: app(relay.clone()), relay, listener })
     }
 
@@ -165,8 +162,6 @@ impl Application {
             tokio::spawn(conn.clone().serve(stream, peer, slot, stopped.clone()));
         }
         drop(self.listener);
-        // Lease streams never end by themselves: close them, or the shutdown waits for them.
-        self.relay.streams.close_all();
         let _ = stopping.send(true);
         // Every connection holds a slot until it ends.
         let _all = slots.acquire_many(max).await;

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 /// Every error: a code (`bad_request`, `unauthorized`, `not_found`, `method_not_allowed`,
 /// `payload_too_large`, `uri_too_long`, `rate_limited`, `hubspot_unavailable`, `store_busy`,
-/// `streams_full`, `timeout`, `internal`) and a message that names what is wrong.
+/// `timeout`, `internal`) and a message that names what is wrong.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     pub error: String,
@@ -31,7 +31,6 @@ impl Modify for AdminAuth {
         crate::routes::identity,
         crate::routes::release,
         crate::routes::release_on_hide,
-        crate::routes::lease_events,
         crate::routes::put_user,
         crate::routes::get_user,
         crate::routes::healthz,

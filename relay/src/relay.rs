@@ -51,9 +51,6 @@ pub struct Ticket {
     /// The relay's clock (s) when it answered, so the page counts the lease on its own clock.
     /// (An addition to DESIGN.md's ticket.)
     pub now: i64,
-    /// The `utk` the page sent, when HubSpot has tied it to this contact: the page then sends
-    /// `{id}` only and never the email (ties.rs). Null otherwise. (An addition to DESIGN.md's ticket.)
-    pub tied_utk: Option<String>,
 }
 
 /// Shared state of a running relay.
@@ -67,8 +64,6 @@ pub struct Relay {
     pub outbox_wake: Notify,
     /// Wakes the worker that applies HubSpot-side changes (webhook events were stored).
     pub hubspot_wake: Notify,
-    /// The pages' open lease streams (streams.rs).
-    pub streams: crate::streams::Streams,
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     /// This relay process, as it names itself on the outbox jobs it claims.
     pub instance: String,
@@ -149,9 +144,6 @@ impl Relay {
     pub fn new(store: Arc<dyn Store>, hubspot: HubSpot, config: Arc<ServeArgs>, metrics: Arc<Metrics>) -> Self {
         Relay {
             verifier: Verifier::new(&config.assertion_secrets),
-            // Each stream holds a connection: at most half of HSQ_MAX_CONNECTIONS go to streams,
-            // so identity and lease requests always find one.
-            streams: crate::streams::Streams::new((config.max_streams as usize).min(config.max_connections as usize / 2)),
             store,
             hubspot,
             config,
@@ -255,7 +247,6 @@ impl Relay {
             rotate_utk,
             chat: None,
             now: now / 1000,
-            tied_utk: None,
         };
         if self.store.erased(&claims.sub).await? {
             // HubSpot deleted this user's contact for privacy: make none again (see webhooks.rs).
@@ -340,12 +331,6 @@ impl Relay {
         if ticket.state == "confirmed" && self.config.chat {
             ticket.chat = self.chat_for(&desired, &current, now, deadline).await;
         }
-        // Only a confirmed email could go out; a utk that was someone else's is deleted anyway.
-        if let (Some(u), Some(c), "confirmed", false) = (utk, ticket.contact_id.as_deref(), ticket.state, rotate_utk) {
-            if crate::ties::tied(self, u, &claims.sub, c, deadline).await {
-                ticket.tied_utk = Some(u.to_string());
-            }
-        }
         self.metrics.ticket(ticket.state);
         Ok(ticket)
     }
@@ -390,10 +375,6 @@ impl Relay {
             rotate_utk: false,
             chat: None,
             now: now / 1000,
-            // From the store only: the warm path calls nobody. A utk the relay sees for the first
-            // time (the second page of a browser, whose first had no cookie yet) takes the full
-            // path, which asks HubSpot; so does any renewal once a tenth of the lease has passed.
-            tied_utk: utk.filter(|_| w.tied).map(str::to_string),
         };
         Ok(Some((ticket, w.user)))
     }
@@ -711,7 +692,6 @@ impl Relay {
         // The store wakes the user's job in the user's transaction (see `Store::release_lease`).
         match self.store.release_lease(lease_id, now).await? {
             Some(_) => {
-                self.streams.poke();
                 self.outbox_wake.notify_one();
                 Ok(true)
             }

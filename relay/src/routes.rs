@@ -40,7 +40,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/identity", post(identity))
         .route("/v1/leases/{id}", axum::routing::delete(release))
         .route("/v1/leases/{id}/release", post(release_on_hide))
-        .route("/v1/leases/{id}/events", get(lease_events))
         .route("/v1/users/{sub}", put(put_user).get(get_user))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -220,44 +219,6 @@ pub async fn release_on_hide(
     let id = lease_path(&s, peer, &headers, id)?;
     s.relay.release_after_grace(&id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// One event of a lease stream, as an `EventSource` sees it (the OpenAPI schema of a
-/// `text/event-stream` describes each event).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LeaseEvent {
-    /// The only event: the lease ended.
-    #[schema(pattern = "^ended$")]
-    pub event: String,
-    /// The lease id.
-    #[schema(pattern = "^l_[0-9a-f]{32}$")]
-    pub data: String,
-}
-
-/// `GET /v1/leases/{id}/events`: a `text/event-stream` a page keeps open while it carries the
-/// lease's email. One event, `ended` (data: the lease id), when the lease is released, expires, is
-/// ended by a HubSpot-side change, or the app's email for the user is no longer the lease's (also
-/// at once, for a lease already ended or unknown); then the stream ends. A comment keeps it alive
-/// (every 15 s, or half of `HSQ_IDLE_TIMEOUT_MS` if that is shorter). See streams.rs.
-#[utoipa::path(get, path = "/v1/leases/{id}/events", tag = "page",
-    params(("id" = String, Path, description = "The leaseId", pattern = "^l_[0-9a-f]{32}$")),
-    responses(
-        (status = 200, description = "An event stream: `event: ended` with the lease id as data when the lease ends, then the end of the stream", body = LeaseEvent, content_type = "text/event-stream"),
-        (status = 400, description = "Not a leaseId this relay issues", body = ErrorBody),
-        (status = 429, description = "Too many requests from this client", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
-        (status = 503, description = "This relay has HSQ_MAX_STREAMS streams open (`streams_full`), or it stops", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
-    ))]
-pub async fn lease_events(
-    State(s): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-) -> ApiResult<axum::response::Response> {
-    let id = lease_path(&s, peer, &headers, id)?;
-    match crate::streams::open(&s.relay, &id) {
-        Some(sse) => Ok(sse.into_response()),
-        None => Err(ApiError::StreamsFull(s.relay.streams.open())),
-    }
 }
 
 /// The lease endpoints' common checks: the client's rate limit, then a `leaseId` this relay issues.
@@ -442,9 +403,7 @@ pub async fn healthz(State(s): State<AppState>) -> ApiResult<Json<Health>> {
 pub async fn metrics(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
     let depth = s.relay.store.outbox_depth().await?;
     let leases = s.relay.store.live_leases(now_ms()).await?;
-    let mut text = s.relay.metrics.render(depth, leases);
-    crate::streams::render(&s.relay.streams, &mut text);
-    Ok(([("content-type", "text/plain; version=0.0.4")], text))
+    Ok(([("content-type", "text/plain; version=0.0.4")], s.relay.metrics.render(depth, leases)))
 }
 
 /// This document.

@@ -166,8 +166,6 @@ pub struct WarmView {
     pub lease: Option<(String, i64, bool)>,
     /// Whom the utk is bound to, and when that was last noted (ms).
     pub utk: Option<(String, i64)>,
-    /// HubSpot ties the utk to the user's contact (ties.rs).
-    pub tied: bool,
 }
 
 /// A duplicate contact found for a user and what became of it (repair.rs; `GET /v1/users/{sub}`).
@@ -396,13 +394,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn repair_of(&self, duplicate: &str) -> StoreResult<Option<Repair>>;
     /// The user's leases still kept (live, or ended within [`LEASE_KEEP_MS`]), latest first.
     async fn leases_of(&self, sub: &str) -> StoreResult<Vec<LeaseView>>;
-    /// Whether HubSpot was seen to tie `utk` to `contact_id` (see ties.rs).
-    async fn tied(&self, utk: &str, contact_id: &str) -> StoreResult<bool>;
-    /// Records that HubSpot ties `utk` to `contact_id`, the contact of `sub`.
-    async fn save_tie(&self, utk: &str, contact_id: &str, sub: &str, at: i64) -> StoreResult<()>;
-    /// Of `ids`, the leases still live at `now`: unreleased, unexpired, and on the app's email
-    /// for the user (an app change ends a lease for its page, see streams.rs). One statement.
-    async fn live_leases_of(&self, ids: &[String], now: i64) -> StoreResult<std::collections::HashSet<String>>;
 }
 
 /// Opens the store `HSQ_DB` names and applies the migrations.
@@ -904,12 +895,11 @@ impl SqlStore {
 pub const WARM_VIEW_SQL: &str = "SELECT u.sub, u.contact_id, u.hubspot_email, u.fetched_at, u.app_email, u.app_email_at, u.firstname, u.lastname,
         u.conflict_email, u.conflict_with, u.last_error, u.gen,
         CASE WHEN EXISTS (SELECT 1 FROM erased_users e WHERE e.sub = u.sub) THEN 1 ELSE 0 END,
-        o.state, o.claimed_until, o.claimed_by, l.email, l.expires_at, l.released, b.sub, b.at, o.uncertain_until, t.at
+        o.state, o.claimed_until, o.claimed_by, l.email, l.expires_at, l.released, b.sub, b.at, o.uncertain_until
     FROM users u
     LEFT JOIN outbox o ON o.sub = u.sub
     LEFT JOIN leases l ON l.id = $2 AND l.sub = u.sub
     LEFT JOIN utk_bindings b ON b.utk = $3
-    LEFT JOIN utk_ties t ON t.utk = $3 AND t.contact_id = u.contact_id
     WHERE u.sub = $1";
 
 const USER_COLS: &str = "sub, contact_id, hubspot_email, fetched_at, app_email, app_email_at, firstname, lastname, conflict_email, conflict_with, last_error, gen";
@@ -975,8 +965,6 @@ mod q {
     pub async fn forget_contact(c: &mut dyn Conn, sub: &str) -> StoreResult<()> {
         c.exec("UPDATE users SET contact_id = NULL, hubspot_email = NULL, fetched_at = NULL, gen = gen + 1 WHERE sub = $1", vec![sub.into()])
             .await?;
-        // The contact is gone (deleted, merged into another user's, erased): so are its utk ties.
-        c.exec("DELETE FROM utk_ties WHERE sub = $1", vec![sub.into()]).await?;
         Ok(())
     }
 
@@ -1373,7 +1361,6 @@ impl Store for SqlStore {
             job: r[13].text().map(|state| (state, r[14].int().unwrap_or(0), r[15].text(), r[21].int().unwrap_or(0))),
             lease: r[16].text().map(|email| (email, r[17].int().unwrap_or(0), r[18].int().unwrap_or(0) != 0)),
             utk: r[19].text().map(|s| (s, r[20].int().unwrap_or(0))),
-            tied: r[22].int().is_some(),
         }))
     }
 
@@ -1534,7 +1521,7 @@ impl Store for SqlStore {
         // read from an index.
         // A released lease is kept as long as an expired one, counted from the end it had: the
         // page holding it may have sent its email until then (see `lessees`).
-        const BATCHES: [&str; 8] = [
+        const BATCHES: [&str; 7] = [
             "DELETE FROM leases WHERE id IN (SELECT id FROM leases WHERE released = 1 AND expires_at < $1 UNION ALL
              SELECT id FROM leases WHERE released = 0 AND expires_at < $1 LIMIT 5000)",
             "DELETE FROM utk_bindings WHERE utk IN (SELECT utk FROM utk_bindings WHERE at < $1 LIMIT 5000)",
@@ -1543,11 +1530,9 @@ impl Store for SqlStore {
             "DELETE FROM webhook_events WHERE key IN (SELECT key FROM webhook_events WHERE received_at < $1 AND next_at IS NULL LIMIT 5000)",
             "DELETE FROM dropped_links WHERE contact_id IN (SELECT contact_id FROM dropped_links WHERE at < $1 LIMIT 5000)",
             "DELETE FROM contact_resolutions WHERE sub IN (SELECT sub FROM contact_resolutions WHERE claimed_until < $1 LIMIT 5000)",
-            // A tie outlives no cookie: HubSpot asked again finds it if it still holds.
-            "DELETE FROM utk_ties WHERE (utk, contact_id) IN (SELECT utk, contact_id FROM utk_ties WHERE at < $1 LIMIT 5000)",
         ];
-        let cutoffs = [now - keep.leases_ms, now - keep.utk_ms, now - keep.jobs_ms, now, now - keep.webhooks_ms, now - keep.webhooks_ms, now - RESOLUTION_KEEP_MS, now - keep.utk_ms];
-        let mut counts = [0u64; 8];
+        let cutoffs = [now - keep.leases_ms, now - keep.utk_ms, now - keep.jobs_ms, now, now - keep.webhooks_ms, now - keep.webhooks_ms, now - RESOLUTION_KEEP_MS];
+        let mut counts = [0u64; 7];
         for (i, sql) in BATCHES.iter().enumerate() {
             loop {
                 let n = self.write().await?.exec(sql, vec![cutoffs[i].into()]).await?;
@@ -1557,7 +1542,7 @@ impl Store for SqlStore {
                 }
             }
         }
-        Ok(Pruned { leases: counts[0], utk_bindings: counts[1] + counts[7], jobs: counts[2], chat_tokens: counts[3], webhook_events: counts[4] + counts[5], resolutions: counts[6] })
+        Ok(Pruned { leases: counts[0], utk_bindings: counts[1], jobs: counts[2], chat_tokens: counts[3], webhook_events: counts[4] + counts[5], resolutions: counts[6] })
     }
 
     async fn clear_claims(&self) -> StoreResult<u64> {
@@ -1747,36 +1732,6 @@ impl Store for SqlStore {
 
     async fn repair_of(&self, duplicate: &str) -> StoreResult<Option<Repair>> {
         Ok(self.read().await?.query(REPAIR_ONE, vec![duplicate.into()]).await?.first().map(repair_from))
-    }
-
-    async fn tied(&self, utk: &str, contact_id: &str) -> StoreResult<bool> {
-        Ok(!self.read_once("SELECT 1 FROM utk_ties WHERE utk = $1 AND contact_id = $2", vec![utk.into(), contact_id.into()]).await?.is_empty())
-    }
-
-    async fn save_tie(&self, utk: &str, contact_id: &str, sub: &str, at: i64) -> StoreResult<()> {
-        self.write()
-            .await?
-            .exec(
-                "INSERT INTO utk_ties (utk, contact_id, sub, at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (utk, contact_id) DO UPDATE SET sub = excluded.sub, at = excluded.at",
-                vec![utk.into(), contact_id.into(), sub.into(), at.into()],
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn live_leases_of(&self, ids: &[String], now: i64) -> StoreResult<std::collections::HashSet<String>> {
-        // The ids go as one JSON array, unnested by each database's own function, so one statement
-        // with two parameters covers any number of leases (each found by its primary key).
-        const PG: &str = "SELECT l.id FROM json_array_elements_text(CAST($1 AS json)) AS j(value)
-             JOIN leases l ON l.id = j.value LEFT JOIN users u ON u.sub = l.sub
-             WHERE l.released = 0 AND l.expires_at > $2 AND (u.app_email IS NULL OR u.app_email = l.email)";
-        const LITE: &str = "SELECT l.id FROM json_each($1) AS j
-             JOIN leases l ON l.id = j.value LEFT JOIN users u ON u.sub = l.sub
-             WHERE l.released = 0 AND l.expires_at > $2 AND (u.app_email IS NULL OR u.app_email = l.email)";
-        let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-        let rows = self.read_once(if self.is_pg() { PG } else { LITE }, vec![list.as_str().into(), now.into()]).await?;
-        Ok(rows.iter().filter_map(|r| r[0].text()).collect())
     }
 
     async fn begin_user(&self, sub: &str) -> StoreResult<UserTx> {

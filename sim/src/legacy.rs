@@ -1,5 +1,5 @@
 //! Legacy Contacts v1: create-or-update by email (seed 002), update by email or vid (seed 003), and
-//! reads by email, vid or user token (hubspot-behavior.md section 4). Integrators still sync by email with these.
+//! reads by email or vid (hubspot-behavior.md section 4). Integrators still sync by email with these.
 
 use crate::crm::parse;
 use crate::error::{HsError, HsResult};
@@ -132,17 +132,5 @@ pub async fn read_by_email(State(sim): State<AppState>, Path(email): Path<String
 pub async fn read_by_vid(State(sim): State<AppState>, Path(vid): Path<String>) -> HsResult<Json<Value>> {
     let w = sim.world();
     let id = vid.parse::<u64>().ok().and_then(|v| w.resolve(v)).ok_or_else(v1_not_found)?;
-    Ok(Json(profile(&w, id, sim.portal_id)))
-}
-
-/// `GET /contacts/v1/contact/utk/{utk}/profile`: the contact a browser's usertoken is tied to
-/// (an identify with an email reached the collector with it, or a merge moved its history to the
-/// survivor); 404 when it is tied to none, also after the contact was deleted. The profile's shape
-/// is HubSpot's (developers.hubspot.com/docs/api-reference/legacy/crm-contacts-v1/
-/// get-contacts-v1-contactutkcontactutk-profile); the 404 for an untied token is a guess, as for
-/// the other profile reads.
-pub async fn read_by_utk(State(sim): State<AppState>, Path(utk): Path<String>) -> HsResult<Json<Value>> {
-    let w = sim.world();
-    let id = w.utk_owner.get(&utk).and_then(|v| w.resolve(*v)).filter(|id| w.contacts.contains_key(id)).ok_or_else(v1_not_found)?;
     Ok(Json(profile(&w, id, sim.portal_id)))
 }

@@ -104,7 +104,6 @@ pub fn app(state: AppState) -> Router {
         .route("/contacts/v1/contact/createOrUpdate/email/{email}", post(legacy::create_or_update))
         .route("/contacts/v1/contact/email/{email}/profile", get(legacy::read_by_email).post(legacy::update_by_email))
         .route("/contacts/v1/contact/vid/{vid}/profile", get(legacy::read_by_vid).post(legacy::update_by_vid))
-        .route("/contacts/v1/contact/utk/{utk}/profile", get(legacy::read_by_utk))
         .route("/visitor-identification/v3/tokens/create", post(scripts::create_chat_token))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), gate::api_gate));

@@ -67,8 +67,6 @@ pub struct Session {
     lease: Option<(String, f64)>,
     pushed_id: bool,
     polls: u32,
-    /// The page's `hubspotutk` cookie now (the shell sets it before each decision).
-    pub utk: Option<String>,
 }
 
 /// When to renew a lease ending at `until`: a third of its usable span (hits stop `HOLD_MARGIN_MS`
@@ -94,7 +92,7 @@ pub fn poll_delay(n: u32, state: State) -> f64 {
 
 impl Session {
     pub fn new(sub: impl Into<String>, app_email: impl Into<String>) -> Self {
-        Session { sub: sub.into(), app_email: app_email.into(), ticket: None, carried: None, lease: None, pushed_id: false, polls: 0, utk: None }
+        Session { sub: sub.into(), app_email: app_email.into(), ticket: None, carried: None, lease: None, pushed_id: false, polls: 0 }
     }
 
     pub fn lease_id(&self) -> Option<&str> {
@@ -127,29 +125,14 @@ impl Session {
         }
     }
 
-    /// Whether HubSpot ties this browser to the ticket's contact: the `hubspotutk` the relay found
-    /// tied is the page's cookie now. The email then never leaves the page (one identify with it
-    /// per browser suffices, seed 001); a new cookie is not tied.
-    fn tied(&self, t: &Ticket) -> bool {
-        t.tied_utk.is_some() && t.tied_utk == self.utk
-    }
-
-    /// The first decision, before any network call: a usable cached ticket identifies at once,
-    /// with its email unless the browser is tied; otherwise the id alone. An untied cached ticket
-    /// while the browser has a utk also asks the relay at once (not at the renewal): HubSpot may
-    /// tie the browser by now (the previous page's hits carried the email), and the answer, cached,
-    /// lets the next page send the id alone. A cached lease on an email the app no longer has is
+    /// The first decision, before any network call: a usable cached ticket identifies with its
+    /// email at once; otherwise the id alone. A cached lease on an email the app no longer has is
     /// given back.
     pub fn begin(&mut self, cached: Option<Ticket>, now: f64) -> Plan {
         let mut plan = Plan::default();
         match cached {
             Some(t) if cache_usable(&t, &self.sub, &self.app_email, now, HOLD_MARGIN_MS) => {
-                let ask = !self.tied(&t) && self.utk.is_some();
-                let mut plan = self.confirmed(t, now, true);
-                if ask {
-                    plan.renew_at = Some(now);
-                }
-                return plan;
+                return self.confirmed(t, now, true);
             }
             Some(t) if t.id == self.sub => {
                 if let (State::Confirmed, Some(l)) = (t.state, t.lease_id) {
@@ -168,10 +151,7 @@ impl Session {
             return self.unconfirmed(t, now);
         };
         let was_holding = self.holding(now);
-        if self.carried.is_none() && self.tied(&t) {
-            // HubSpot ties this browser to the contact: hits land there without the email.
-            self.push_id(&mut plan);
-        } else if self.carried.as_deref() != Some(email.as_str()) || !self.pushed_id {
+        if self.carried.as_deref() != Some(email.as_str()) || !self.pushed_id {
             plan.identify = Some(Some(email.clone()));
             self.pushed_id = true;
             self.carried = Some(email.clone());
@@ -237,31 +217,6 @@ impl Session {
         if self.holding(now) {
             plan.events.push(Event::Hold);
         }
-        plan
-    }
-
-    /// The lease whose stream the page keeps open (`GET /v1/leases/{id}/events`): only while the
-    /// tracker carries an email under a lease, since only then can an ended lease put a stale
-    /// email on the wire.
-    pub fn watched_lease(&self) -> Option<&str> {
-        self.carried.as_ref().and(self.lease_id())
-    }
-
-    /// The relay's stream says `lease_id` ended (an email edited in HubSpot, a merge, the app's
-    /// email changed): hits are held at once, the lease is given back (it lets a waiting email
-    /// change go) and the relay is asked for a new ticket now. A lease this page no longer holds
-    /// changes nothing.
-    pub fn on_lease_ended(&mut self, lease_id: &str, now: f64) -> Plan {
-        let mut plan = Plan::default();
-        if self.lease_id() != Some(lease_id) {
-            return plan;
-        }
-        plan.release_lease = self.lease.take().map(|(id, _)| id);
-        self.polls = 0;
-        if self.holding(now) {
-            plan.events.push(Event::Hold);
-        }
-        plan.poll_in = Some(0.0);
         plan
     }
 
@@ -434,95 +389,6 @@ mod tests {
         let p = s.reset();
         assert!(p.reset_visitor);
         assert!(!s.holding(1.0));
-    }
-
-    #[test]
-    fn the_stream_is_watched_only_while_an_email_is_carried_under_a_lease() {
-        let mut s = Session::new("u_1", "a@x.io");
-        s.begin(None, 0.0);
-        assert_eq!(s.watched_lease(), None, "the id alone: no stream");
-        s.on_ticket(pending(), 1.0);
-        assert_eq!(s.watched_lease(), None, "pending: no email, no stream");
-        s.on_ticket(confirmed("a@x.io", 600_000.0, 2.0), 2.0);
-        assert_eq!(s.watched_lease(), Some("l_1"));
-        s.page_hide();
-        assert_eq!(s.watched_lease(), None, "the lease went back at page hide");
-    }
-
-    #[test]
-    fn an_ended_lease_holds_hits_at_once_gives_the_lease_back_and_asks_again() {
-        let mut s = Session::new("u_1", "a@x.io");
-        s.begin(None, 0.0);
-        s.on_ticket(confirmed("a@x.io", 600_000.0, 0.0), 0.0);
-        assert!(!s.holding(1_000.0), "200 s of lease left");
-        // Another lease's end changes nothing.
-        assert_eq!(s.on_lease_ended("l_other", 1_000.0), Plan::default());
-        let p = s.on_lease_ended("l_1", 1_000.0);
-        assert!(s.holding(1_000.0), "holds at once, not at the renewal");
-        assert_eq!(p.events, vec![Event::Hold]);
-        assert_eq!(p.release_lease.as_deref(), Some("l_1"));
-        assert_eq!(p.poll_in, Some(0.0), "a new ticket is asked for now");
-        assert_eq!(s.lease_id(), None, "the next ask carries no lease");
-        assert_eq!(s.safe_email(1_000.0), None, "the guard adds no email");
-        // The relay confirms the email again (HubSpot's edit undone): hits go, nothing pushed again.
-        let p = s.on_ticket(confirmed("a@x.io", 600_000.0, 2_000.0), 2_000.0);
-        assert!(p.release_held && p.events.contains(&Event::Release));
-        assert_eq!(p.identify, None);
-    }
-
-    fn tied(email: &str, utk: &str, now: f64) -> Ticket {
-        Ticket { tied_utk: Some(utk.into()), ..confirmed(email, 600_000.0, now) }
-    }
-
-    #[test]
-    fn a_browser_hubspot_ties_to_the_contact_sends_the_id_only_and_never_the_email() {
-        let mut s = Session::new("u_1", "a@x.io");
-        s.utk = Some("t1".into());
-        s.begin(None, 0.0);
-        let p = s.on_ticket(tied("a@x.io", "t1", 1.0), 1.0);
-        assert_eq!(p.identify, None, "the id went first; no email follows");
-        assert_eq!(s.carried(), None);
-        assert!(p.release_held, "nothing to hold: no email on the tracker");
-        assert!(!s.holding(1.0));
-        assert_eq!(s.safe_email(1.0), None, "the guard rewrites a stray identify to the id alone");
-        assert_eq!(s.watched_lease(), None, "no email carried, no stream");
-        // From the cache: {id} at once, before any network call.
-        let mut s = Session::new("u_1", "a@x.io");
-        s.utk = Some("t1".into());
-        let p = s.begin(Some(tied("a@x.io", "t1", 0.0)), 1.0);
-        assert_eq!(p.identify, Some(None));
-        assert!(matches!(p.events[0], Event::Identified { cached: true, .. }));
-    }
-
-    #[test]
-    fn a_new_cookie_or_an_ended_tie_sends_the_email_again_under_a_lease() {
-        // The cookie changed since the relay found the tie (reset, rotateUtk, cleared cookies).
-        let mut s = Session::new("u_1", "a@x.io");
-        s.utk = Some("t2".into());
-        s.begin(None, 0.0);
-        let p = s.on_ticket(tied("a@x.io", "t1", 1.0), 1.0);
-        assert_eq!(p.identify, Some(Some("a@x.io".into())));
-        // A tied page whose renewal says the tie ended (the contact was merged away, deleted).
-        let mut s = Session::new("u_1", "a@x.io");
-        s.utk = Some("t1".into());
-        s.begin(None, 0.0);
-        s.on_ticket(tied("a@x.io", "t1", 1.0), 1.0);
-        let p = s.on_ticket(confirmed("a@x.io", 600_000.0, 2.0), 2.0);
-        assert_eq!(p.identify, Some(Some("a@x.io".into())), "ties again, under the lease");
-        assert_eq!(s.watched_lease(), Some("l_1"));
-    }
-
-    #[test]
-    fn an_untied_cached_ticket_with_a_utk_asks_the_relay_at_once_for_the_next_page() {
-        let mut s = Session::new("u_1", "a@x.io");
-        s.utk = Some("t1".into());
-        let p = s.begin(Some(confirmed("a@x.io", 60_000.0, 0.0)), 1000.0);
-        assert_eq!(p.identify, Some(Some("a@x.io".into())), "the leased email from the cache, as before");
-        assert_eq!(p.renew_at, Some(1000.0), "and the relay is asked now whether HubSpot ties the browser");
-        // Without a utk (cookies blocked: no tie can form), the renewal waits as before.
-        let mut s = Session::new("u_1", "a@x.io");
-        let p = s.begin(Some(confirmed("a@x.io", 60_000.0, 0.0)), 1000.0);
-        assert!(p.renew_at.unwrap() > 1000.0);
     }
 
     #[test]

@@ -59,9 +59,6 @@ pub struct Ticket {
     /// When the lease ends on the page's clock (ms): the relay's lease length counted from when
     /// the answer arrived, so a skewed page clock does not stretch a lease.
     pub lease_until_local: Option<f64>,
-    /// The `hubspotutk` HubSpot has tied to this contact, as the relay found: a page with that
-    /// cookie sends `{id}` only, never the email.
-    pub tied_utk: Option<String>,
 }
 
 impl Ticket {
@@ -78,7 +75,6 @@ impl Ticket {
             rotate_utk: false,
             chat: None,
             lease_until_local: None,
-            tied_utk: None,
         }
     }
 
@@ -122,7 +118,6 @@ pub(crate) mod tests {
             rotate_utk: false,
             chat: None,
             lease_until_local: Some(now + lease_ms),
-            tied_utk: None,
         }
     }
 

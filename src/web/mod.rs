@@ -1,4 +1,4 @@
-//! The web shell: everything that reads or writes the page, on web-sys and js-sys.
+//! The web shell: everything that reads or writes the page, on web-sys, js-sys and gloo-net.
 //! Every decision comes from [`crate::core`]. Nothing here throws into the page from a queue
 //! callback or leaves a promise rejection unhandled: each JS call that may throw is imported with
 //! `catch` (web-sys and js-sys `Result`s), and its error is handled or dropped on purpose.
@@ -6,8 +6,7 @@
 //! - [`queue`]: the `_hsq.push` hook.
 //! - [`cookies`], [`storage`]: HubSpot's cookies and the ticket cache, failing quietly.
 //! - [`forms`]: marks the page's forms so HubSpot's collected forms leave them alone.
-//! - [`relay`]: the relay call (`fetch`, a timeout by `AbortController`) and lease release.
-//! - [`stream`]: the lease stream (`EventSource`): an ended lease holds the page's hits at once.
+//! - [`relay`]: the relay call (gloo-net, a timeout by `AbortController`) and lease release.
 //! - [`tracker`]: the tracker script, chat widget and consent listener.
 //! - [`shell`]: the page's session and the exported `StableIdentity` class.
 //! - [`types`]: the serde types that cross to JS (tickets, events, the relay request).
@@ -18,7 +17,6 @@ pub mod queue;
 pub mod relay;
 pub mod shell;
 pub mod storage;
-pub mod stream;
 pub mod tracker;
 pub mod types;
 

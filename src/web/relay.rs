@@ -1,10 +1,6 @@
 //! The relay call: `POST` the request with gloo-net, a timeout by `AbortController`, and the body
 //! read with `Response::json()` into the serde [`Ticket`] through serde-wasm-bindgen. And the
 //! lease release (`sendBeacon`, else a keepalive `DELETE`).
-//!
-//! The request is made as a `web_sys::Request` and sent through gloo-net's `Request::send`, not
-//! through gloo-net's `RequestBuilder`: the builder joins query strings with `format!`, which kept
-//! `core::fmt` (its number and padding code) in the package, about 1 KB gzipped, for one call.
 
 use super::types::{from_js, Ticket};
 use gloo_net::http::Request;
@@ -39,17 +35,13 @@ pub async fn post(url: &str, body: String, timeout_ms: f64) -> Result<Answer, St
         let ctl = ctl.clone();
         Timer(super::set_timeout(timeout_ms, move || ctl.abort()))
     };
-    let init = web_sys::RequestInit::new();
-    init.set_method("POST");
-    // A plain object: web-sys's Headers would be more imports for one header.
-    let headers = js_sys::Object::new();
-    super::set(&headers, "content-type", &JsValue::from_str("application/json"));
-    init.set_headers(&headers);
-    init.set_credentials(RequestCredentials::SameOrigin);
-    init.set_signal(Some(&ctl.signal()));
-    init.set_body(&JsValue::from_str(&body));
-    let raw = web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| super::message_of(&e))?;
-    let res = match Request::from(raw).send().await {
+    let req = Request::post(url)
+        .header("content-type", "application/json")
+        .credentials(RequestCredentials::SameOrigin)
+        .abort_signal(Some(&ctl.signal()))
+        .body(body)
+        .map_err(|_| String::from("the request could not be built"))?;
+    let res = match req.send().await {
         Ok(r) => r,
         Err(gloo_net::Error::JsError(e)) if e.name == "AbortError" => return Err(late()),
         Err(gloo_net::Error::JsError(e)) => return Err(e.message),
@@ -98,7 +90,7 @@ pub fn release(relay_url: &str, lease: &str, beacon: bool) {
             return;
         }
     }
-    // `keepalive` lets the request outlive the page.
+    // gloo-net's builder has no `keepalive`, which lets the request outlive the page.
     let init = web_sys::RequestInit::new();
     init.set_method("DELETE");
     super::set(&init, "keepalive", &JsValue::TRUE); // not among web-sys's stable setters

@@ -7,7 +7,7 @@
 
 use super::queue::Queue;
 use super::types::{from_json, to_js, to_json, AskBody, Claims, PageEvent, Ticket};
-use super::{cookies, relay, storage, stream, tracker};
+use super::{cookies, relay, storage, tracker};
 use crate::core::options::{self, AssertionSource, Consent, Storage, Val};
 use crate::core::session::{Event, Plan, Session, HOLD_MARGIN_MS};
 use crate::core::ticket::{self, State};
@@ -82,10 +82,6 @@ pub struct Shell {
     leave_timer: Cell<f64>,
     /// The `beforeunload` listener, added only while entries are held.
     on_leave: RefCell<Option<JsValue>>,
-    /// The lease whose stream is open, and the stream.
-    stream: RefCell<Option<(String, web_sys::EventSource)>>,
-    /// The listener of the stream's events (one for every stream of the page).
-    on_stream: RefCell<Option<JsValue>>,
 }
 
 /// Whether a `_hsq` entry sends a hit.
@@ -97,8 +93,7 @@ fn is_hit(e: &JsValue) -> bool {
 /// verifies; the page only needs to know whose it is.
 pub fn claims(token: &str) -> Option<Claims> {
     let payload = token.split('.').nth(1)?;
-    // base64url to base64, byte by byte (both alphabets are ASCII).
-    let b64: String = payload.bytes().map(|c| match c { b'-' => '+', b'_' => '/', c => c as char }).collect();
+    let b64: String = payload.chars().map(|c| match c { '-' => '+', '_' => '/', c => c }).collect();
     let binary = web_sys::window()?.atob(&b64).ok()?;
     // The payload's UTF-8 bytes as Latin-1 text: escape() makes them %XX, decodeURIComponent
     // reads those as UTF-8 (a URIError when they are not), without Rust's UTF-8 validation code.
@@ -128,7 +123,7 @@ fn kind_of(v: &JsValue) -> Val<'static> {
 
 /// A JWS has three dot-separated parts.
 fn is_jws(s: &str) -> bool {
-    s.bytes().filter(|b| *b == b'.').count() == 2
+    s.split('.').count() == 3
 }
 
 fn page_event<'a>(e: &'a Event) -> PageEvent<'a> {
@@ -242,12 +237,6 @@ impl Shell {
             leaving: Cell::new(false),
             leave_timer: Cell::new(0.0),
             on_leave: RefCell::new(None),
-            stream: RefCell::new(None),
-            on_stream: RefCell::new(None),
-        });
-        *hs.on_stream.borrow_mut() = Some({
-            let hs = hs.clone();
-            Closure::<dyn Fn()>::new(move || hs.stream_ended()).into_js_value()
         });
         *hs.on_leave.borrow_mut() = Some({
             let hs = hs.clone();
@@ -664,37 +653,7 @@ impl Shell {
         if release > 0 {
             self.flush();
         }
-        self.sync_stream();
         self.emit(&events);
-    }
-
-    /// Keeps the lease stream open exactly while the session carries an email under a lease.
-    fn sync_stream(&self) {
-        let want = self.core.borrow().as_ref().and_then(|s| s.watched_lease().map(String::from));
-        let mut st = self.stream.borrow_mut();
-        if st.as_ref().map(|(l, _)| l) == want.as_ref() {
-            return;
-        }
-        if let Some((_, es)) = st.take() {
-            es.close();
-        }
-        let listener = self.on_stream.borrow();
-        let (Some(lease), Some(listener)) = (want, listener.as_ref()) else { return };
-        if let Some(es) = stream::open(&self.o.relay_url, &lease, listener) {
-            *st = Some((lease, es));
-        }
-    }
-
-    /// The lease stream's `ended` event: the relay ended the lease; hold now, give it back and
-    /// ask for a new ticket. (A stream the browser gave up on, e.g. answered 503 past the relay's
-    /// `HSQ_MAX_STREAMS`, stays closed until the lease changes: the renewal timer stands in.)
-    fn stream_ended(self: &Rc<Self>) {
-        let Some((lease, es)) = self.stream.borrow_mut().take() else { return };
-        es.close();
-        let plan = self.core.borrow_mut().as_mut().map(|s| s.on_lease_ended(&lease, super::now()));
-        if let Some(p) = plan {
-            self.apply(p);
-        }
     }
 
     fn tick(self: &Rc<Self>) {
@@ -763,14 +722,10 @@ impl Shell {
             Some(ticket::Ticket {
                 lease_id: c.lease_id.clone().filter(|s| !s.is_empty()),
                 lease_until_local: c.lease_until_local,
-                tied_utk: c.tied_utk.clone(),
                 ..ticket::Ticket::new(id, state, email)
             })
         });
-        let plan = self.core.borrow_mut().as_mut().map(|s| {
-            s.utk = cookies::hubspot_utk();
-            s.begin(cached, super::now())
-        });
+        let plan = self.core.borrow_mut().as_mut().map(|s| s.begin(cached, super::now()));
         let Some(plan) = plan else { return };
         let from_cache = matches!(plan.identify, Some(Some(_)));
         if from_cache {
@@ -863,13 +818,11 @@ impl Shell {
                                 let mut k = ticket::Ticket {
                                     lease_id: t.lease_id.clone().filter(|s| !s.is_empty()),
                                     rotate_utk: t.rotate_utk.unwrap_or(false),
-                                    tied_utk: t.tied_utk.clone(),
                                     chat,
                                     ..ticket::Ticket::new(t.id.clone().unwrap_or_default(), state, t.email.clone().filter(|s| !s.is_empty()))
                                 };
                                 k.email_valid_until = t.email_valid_until;
                                 k.anchor(now, t.now);
-                                s.utk = cookies::hubspot_utk();
                                 s.on_ticket(k, now)
                             }
                         },
@@ -982,7 +935,6 @@ impl Shell {
         }
         super::clear_timeout(self.ask_timer.get());
         super::clear_timeout(self.tick_timer.get());
-        self.sync_stream();
         *self.ticket.borrow_mut() = None;
         self.cache_put(None);
         cookies::delete_hubspot();

@@ -32,8 +32,6 @@ pub struct Ticket {
     /// The relay's clock when it answered (s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub now: Option<f64>,
-    /// The `hubspotutk` HubSpot ties to the contact: with that cookie the page sends `{id}` only.
-    pub tied_utk: Option<String>,
     /// In the cache only: when the lease ends on the page's clock (ms).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease_until_local: Option<f64>,

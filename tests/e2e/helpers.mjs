@@ -214,19 +214,6 @@ export async function serveApp({ relay, pages = {}, statics = {} }) {
           res.writeHead(502, { "content-type": "application/json" }).end('{"error":"bad_gateway","message":"relay unreachable"}');
           return;
         }
-        if ((r.headers.get("content-type") || "").startsWith("text/event-stream")) {
-          // A lease stream: passed through as it comes, closed at the relay when the page closes it.
-          res.writeHead(r.status, { "content-type": "text/event-stream", "cache-control": "no-cache" });
-          const reader = r.body.getReader();
-          res.on("close", () => reader.cancel().catch(() => {}));
-          for (;;) {
-            const { done, value } = await reader.read().catch(() => ({ done: true }));
-            if (done) break;
-            res.write(value);
-          }
-          res.end();
-          return;
-        }
         res.writeHead(r.status, { "content-type": r.headers.get("content-type") || "application/json" }).end(Buffer.from(await r.arrayBuffer()));
         return;
       }

@@ -22,6 +22,4 @@ mod pg;
 mod plans;
 mod repair;
 mod startup;
-mod streams;
 mod sync;
-mod ties;
