@@ -204,7 +204,6 @@ pub async fn list(State(sim): State<AppState>) -> axum::Json<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::world::Hit;
 
     fn body(utk: &str, email: &str, uuid: &str) -> Body {
         Body {
@@ -218,23 +217,8 @@ mod tests {
     }
 
     fn view(w: &mut World, utk: &str, email: Option<&str>) {
-        let identity = email.map(|e| BTreeMap::from([("email".to_string(), e.to_string())]));
-        let hit = Hit {
-            seq: 0,
-            kind: "pageview".into(),
-            portal_id: "1".into(),
-            utk: Some(utk.into()),
-            url: "http://app.test/".into(),
-            path: "/".into(),
-            identity,
-            contact_id: None,
-            created_contact: None,
-            event_name: None,
-            event_properties: BTreeMap::new(),
-            reset_visitor: false,
-            at: 0,
-        };
-        w.collect(hit, false, 0);
+        let identity: Vec<(&str, &str)> = email.map(|e| ("email", e)).into_iter().collect();
+        w.collect(crate::world::tests::hit(utk, &identity), false, 0);
     }
 
     #[test]

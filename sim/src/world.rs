@@ -923,10 +923,11 @@ pub fn secondary_emails(c: &Contact) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn hit(utk: &str, identity: &[(&str, &str)]) -> Hit {
+    /// A page view from `utk` carrying `identity` (none when empty), as the collector builds one.
+    pub(crate) fn hit(utk: &str, identity: &[(&str, &str)]) -> Hit {
         Hit {
             seq: 0,
             kind: "pageview".into(),
